@@ -1,0 +1,87 @@
+"""Typed errors. The API maps each type to an HTTP status and a stable ``code``; never by message text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    code = "engine_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a graph definition, with where it is."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+class InvalidGraphError(EngineError):
+    """A graph definition failed validation; ``problems`` lists every problem found."""
+
+    code = "invalid_graph"
+
+    def __init__(self, problems: list[Problem]) -> None:
+        summary = "; ".join(str(p) for p in problems)
+        super().__init__(f"graph is invalid: {summary}")
+        self.problems = problems
+
+
+class BadRequestError(EngineError):
+    """A request body or parameter that cannot be used."""
+
+    code = "bad_request"
+
+
+class NotFoundError(EngineError):
+    code = "not_found"
+
+
+class GraphNotFoundError(NotFoundError):
+    code = "graph_not_found"
+
+
+class RunNotFoundError(NotFoundError):
+    code = "run_not_found"
+
+
+class ToolNotFoundError(NotFoundError):
+    code = "tool_not_found"
+
+
+class ConflictError(EngineError):
+    code = "conflict"
+
+
+class StaleStepError(ConflictError):
+    """The run moved on since it was read: another worker committed this step first."""
+
+    code = "stale_step"
+
+
+class RunFinishedError(ConflictError):
+    """The run is in a terminal state and cannot be changed."""
+
+    code = "run_finished"
+
+
+class PayloadTooLargeError(EngineError):
+    code = "payload_too_large"
+
+
+class ToolTimeoutError(EngineError):
+    """A tool ran past its node's ``timeout_seconds``."""
+
+    code = "tool_timeout"

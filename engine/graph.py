@@ -1,0 +1,189 @@
+"""The graph definition: nodes that call tools, edges, conditional edges, retry and catch.
+
+The JSON format (see DESIGN.md) loads as written. Two conveniences for users of
+the earlier FastAPI versions: ``nodes`` may be a list of ``{"name": ..., "tool":
+...}`` objects, and a node may be given as a bare tool name string.
+Structural checks that need the tool registry or the whole graph live in
+:mod:`engine.validation`; these models only check each field's own shape.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEFAULT_MAX_STEPS = 100
+END = "__end__"
+"""An edge target that ends the run, for branches that finish (as LangGraph's ``END``)."""
+
+
+class RetryPolicy(BaseModel):
+    """How often a failing node is tried, and how long to wait between tries.
+
+    The wait before try ``n + 1`` is ``interval_seconds * backoff_rate ** (n - 1)``,
+    capped at ``max_delay_seconds``; with ``jitter`` set to ``"full"`` it is a random
+    value between 0 and that (AWS's "full jitter").
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=1, ge=1, le=100)
+    interval_seconds: float = Field(default=1.0, ge=0, le=86_400)
+    backoff_rate: float = Field(default=2.0, ge=1.0, le=100)
+    max_delay_seconds: float | None = Field(default=None, ge=0, le=86_400)
+    jitter: Literal["none", "full"] = "none"
+
+    @field_validator("jitter", mode="before")
+    @classmethod
+    def _jitter_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return "full" if value else "none"
+        return value
+
+    def delay(self, failed_attempt: int, random_fraction: float = 1.0) -> float:
+        """Seconds to wait after ``failed_attempt`` (1-based) before the next try."""
+        delay = self.interval_seconds * self.backoff_rate ** (failed_attempt - 1)
+        if self.max_delay_seconds is not None:
+            delay = min(delay, self.max_delay_seconds)
+        if self.jitter == "full":
+            delay *= random_fraction
+        return delay
+
+
+class Node(BaseModel):
+    """A node calls one tool. ``catch`` names the node taken once retries are exhausted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str = Field(min_length=1)
+    description: str | None = None
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=900)
+    catch: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_tool_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"tool": value}
+        return value
+
+
+class EdgeRule(BaseModel):
+    """One branch of a conditional edge: taken when ``when`` holds, or always if absent."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    to: str = Field(min_length=1)
+    when: dict[str, Any] | None = Field(default=None, validation_alias="condition")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_when_or_condition(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "when" in value and "condition" not in value:
+            value = dict(value)
+            value["condition"] = value.pop("when")
+        return value
+
+
+Edge = str | list[EdgeRule]
+
+
+class Graph(BaseModel):
+    """A workflow: named nodes, the edges between them, where to start and how far to go."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="graph", min_length=1, max_length=200)
+    description: str | None = None
+    start_node: str = Field(min_length=1)
+    nodes: dict[str, Node] = Field(min_length=1)
+    edges: dict[str, Edge] = Field(default_factory=dict)
+    max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1, le=100_000)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _nodes_from_list(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            out: dict[str, Any] = {}
+            for item in value:
+                if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                    raise ValueError("each node in a list needs a 'name'")
+                body = {k: v for k, v in item.items() if k != "name"}
+                out[item["name"]] = body
+            return out
+        return value
+
+    @field_validator("edges", mode="before")
+    @classmethod
+    def _edges_from_list(cls, value: Any) -> Any:
+        """Accept ``[{"from": a, "to": b}, ...]`` as well as the mapping form."""
+        if isinstance(value, list):
+            out: dict[str, Any] = {}
+            for item in value:
+                if not isinstance(item, dict) or "from" not in item or "to" not in item:
+                    raise ValueError("each edge in a list needs 'from' and 'to'")
+                rule = {k: v for k, v in item.items() if k != "from"}
+                out.setdefault(item["from"], []).append(rule)
+            return out
+        return value
+
+    def ends_at(self, node: str) -> bool:
+        """Whether some edge of ``node`` can end the run: no edges, or a rule to :data:`END`."""
+        edge = self.edges.get(node)
+        if edge is None or edge == END:
+            return True
+        return isinstance(edge, list) and any(rule.to == END for rule in edge)
+
+    def successors(self, node: str) -> list[str]:
+        """Every node an edge (or the node's catch) can lead to from ``node``, :data:`END` excluded."""
+        out: list[str] = []
+        edge = self.edges.get(node)
+        if isinstance(edge, str):
+            out.append(edge)
+        elif edge is not None:
+            out.extend(rule.to for rule in edge)
+        catch = self.nodes[node].catch if node in self.nodes else None
+        if catch:
+            out.append(catch)
+        return [n for n in out if n != END]
+
+
+def duplicate_node_names(raw: Any) -> list[str]:
+    """Names given to more than one node in a raw (parsed JSON) definition's ``nodes`` list."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("nodes"), list):
+        return []
+    names = Counter(n.get("name") for n in raw["nodes"] if isinstance(n, dict))
+    return sorted(str(name) for name, count in names.items() if count > 1)
+
+
+class _RepeatedKeys(dict[str, Any]):
+    """A JSON object that named some key more than once; ``pairs`` keeps every entry."""
+
+    pairs: list[tuple[str, Any]]
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    if len({k for k, _ in pairs}) == len(pairs):
+        return dict(pairs)
+    obj = _RepeatedKeys(pairs)
+    obj.pairs = pairs
+    return obj
+
+
+def loads_definition(text: str | bytes) -> Any:
+    """Parse a graph definition from JSON text without losing nodes whose names repeat.
+
+    ``json.loads`` silently keeps the last of repeated keys. A ``nodes`` object
+    that names a node twice is turned into the list form, where
+    :func:`duplicate_node_names` sees the repetition and validation reports it.
+    """
+    data = json.loads(text, object_pairs_hook=_pairs_hook)
+    nodes = data.get("nodes") if isinstance(data, dict) else None
+    if isinstance(nodes, _RepeatedKeys):
+        data["nodes"] = [{**(v if isinstance(v, dict) else {"tool": v}), "name": k} for k, v in nodes.pairs]
+    return data

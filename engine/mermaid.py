@@ -1,0 +1,54 @@
+"""Mermaid flowchart of a graph, conditional edges labelled with their conditions."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from engine.graph import END, Graph
+
+_OP_WORDS = {"all": " and ", "any": " or "}
+
+
+def describe_condition(condition: dict[str, Any]) -> str:
+    """A short human form of a condition: ``anomaly_count > 2``, ``a and (b or not c)``."""
+    for name, joiner in _OP_WORDS.items():
+        if name in condition:
+            parts = [describe_condition(c) for c in condition[name]]
+            return "(" + joiner.join(parts) + ")" if len(parts) > 1 else parts[0]
+    if "not" in condition:
+        return f"not {describe_condition(condition['not'])}"
+    if condition.get("op") in ("exists", "not_exists"):
+        return f"{condition.get('key')} {condition['op'].replace('_', ' ')}"
+    return f"{condition.get('key')} {condition.get('op')} {json.dumps(condition.get('value'))}"
+
+
+def _node_id(name: str) -> str:
+    return "n__end((end))" if name == END else "n_" + re.sub(r"\W", "_", name)
+
+
+def _label(text: str) -> str:
+    return text.replace('"', "#quot;").replace("|", "#124;")
+
+
+def to_mermaid(graph: Graph) -> str:
+    lines = ["flowchart TD"]
+    for name, node in graph.nodes.items():
+        text = f"{_label(name)}<br/><small>{_label(node.tool)}</small>"
+        shape = f'(["{text}"])' if name == graph.start_node else f'["{text}"]'
+        lines.append(f"    {_node_id(name)}{shape}")
+    for source, edge in graph.edges.items():
+        if isinstance(edge, str):
+            lines.append(f"    {_node_id(source)} --> {_node_id(edge)}")
+            continue
+        for rule in edge:
+            label = describe_condition(rule.when) if rule.when is not None else "otherwise"
+            lines.append(f'    {_node_id(source)} -->|"{_label(label)}"| {_node_id(rule.to)}')
+    for name, node in graph.nodes.items():
+        if node.catch:
+            lines.append(f'    {_node_id(name)} -.->|"on error"| {_node_id(node.catch)}')
+    ends = [name for name in graph.nodes if name not in graph.edges]
+    for name in ends:
+        lines.append(f"    {_node_id(name)} --> n__end((end))")
+    return "\n".join(dict.fromkeys(lines)) + "\n"

@@ -1,0 +1,159 @@
+"""Runs, their log records, the step message and graph records: the data the ports move."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.graph import Graph
+
+
+class RunStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT})
+
+
+class LogType(StrEnum):
+    RUN_STARTED = "run_started"
+    STEP_STARTED = "step_started"
+    STEP_SUCCEEDED = "step_succeeded"
+    STEP_FAILED = "step_failed"
+    RETRY_SCHEDULED = "retry_scheduled"
+    EDGE_TAKEN = "edge_taken"
+    RUN_SUCCEEDED = "run_succeeded"
+    RUN_FAILED = "run_failed"
+    RUN_CANCELLED = "run_cancelled"
+    RUN_TIMED_OUT = "run_timed_out"
+
+
+class LogRecord(BaseModel):
+    """One entry of a run's ordered log. ``seq`` counts from 0 per run, without gaps."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    seq: int
+    ts: float
+    type: LogType
+    step: int
+    node: str | None = None
+    attempt: int | None = None
+    duration_ms: float | None = None
+    message: str = ""
+    data: dict[str, Any] | None = None
+
+
+class RunError(BaseModel):
+    """Why a run failed: the error's type, its message and the node it happened in."""
+
+    type: str
+    message: str
+    node: str | None = None
+
+
+class Run(BaseModel):
+    """A run of one graph version.
+
+    ``step`` counts node executions; ``attempt`` is the try of the current step.
+    Together they are the run's position: a commit happens only from the position
+    it read, which is what makes each step commit exactly once.
+    """
+
+    run_id: str
+    graph_id: str
+    graph_version: int
+    status: RunStatus = RunStatus.PENDING
+    state: dict[str, Any] = Field(default_factory=dict)
+    current_node: str | None = None
+    step: int = 0
+    attempt: int = 1
+    next_seq: int = 0
+    not_before: float | None = None
+    error: RunError | None = None
+    created_at: float
+    updated_at: float
+    finished_at: float | None = None
+    idempotency_key: str | None = None
+    subscribers: list[str] = Field(default_factory=list)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.step, self.attempt)
+
+    def summary(self) -> dict[str, Any]:
+        """The run without its state: what lists and status lines show."""
+        return self.model_dump(mode="json", exclude={"state", "subscribers"})
+
+
+class RunChanges(BaseModel):
+    """What one commit changes on a run; ``state_updates`` holds only the changed top-level keys."""
+
+    status: RunStatus
+    current_node: str | None
+    step: int
+    attempt: int
+    next_seq: int
+    updated_at: float
+    state_updates: dict[str, Any] = Field(default_factory=dict)
+    not_before: float | None = None
+    error: RunError | None = None
+    finished_at: float | None = None
+
+    def apply(self, run: Run) -> Run:
+        """Return ``run`` with these changes, as every store must persist them."""
+        state = {**run.state, **self.state_updates} if self.state_updates else run.state
+        fields = self.model_dump(exclude={"state_updates"})
+        fields["error"] = self.error
+        return run.model_copy(update={**fields, "state": state})
+
+
+class StepMessage(BaseModel):
+    """The body of a step message: which position of which run to execute.
+
+    ``not_before`` (epoch seconds) delays a retry; FIFO queues cannot delay a
+    single message, so consumers defer it themselves.
+    """
+
+    run_id: str
+    step: int
+    attempt: int = 1
+    not_before: float | None = None
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.step, self.attempt)
+
+    @property
+    def dedup_id(self) -> str:
+        return f"{self.run_id}:{self.step}:{self.attempt}"
+
+
+class GraphRecord(BaseModel):
+    """A stored graph version. Versions count from 1 and never change once written."""
+
+    graph_id: str
+    version: int
+    definition: Graph
+    created_at: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "graph_id": self.graph_id,
+            "version": self.version,
+            "name": self.definition.name,
+            "description": self.definition.description,
+            "created_at": self.created_at,
+        }

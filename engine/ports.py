@@ -1,0 +1,73 @@
+"""The ports the service talks to. ``engine.memory`` and ``engine.aws`` implement them.
+
+Every implementation passes the one contract suite in ``tests/contract``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from engine.model import GraphRecord, LogRecord, Run, RunChanges, StepMessage
+
+
+class GraphStore(Protocol):
+    def put_graph(self, record: GraphRecord) -> None:
+        """Store a new graph version; :class:`ConflictError` if that version exists."""
+
+    def get_graph(self, graph_id: str, version: int | None = None) -> GraphRecord:
+        """The given version, or the latest; :class:`GraphNotFoundError` if absent."""
+
+    def list_graphs(self, limit: int = 100) -> list[GraphRecord]:
+        """The latest version of each graph, newest first."""
+
+
+class RunStore(Protocol):
+    def create_run(self, run: Run, records: list[LogRecord]) -> Run:
+        """Store a new run with its first log records.
+
+        If ``run.idempotency_key`` was used before, store nothing and return the
+        run that has it. :class:`ConflictError` if the run id exists.
+        """
+
+    def find_run_by_idempotency_key(self, key: str) -> Run | None: ...
+
+    def get_run(self, run_id: str) -> Run:
+        """The run, read strongly consistent; :class:`RunNotFoundError` if absent."""
+
+    def commit(
+        self, run_id: str, expected: tuple[int, int], changes: RunChanges, records: list[LogRecord]
+    ) -> Run:
+        """Apply ``changes`` and append ``records`` as one atomic step.
+
+        Only if the run is still at position ``expected`` (step, attempt) and not
+        terminal; otherwise :class:`StaleStepError` and nothing is written.
+        Returns the run as committed, with its current subscribers.
+        """
+
+    def list_logs(self, run_id: str, after: int = -1, limit: int = 1000) -> list[LogRecord]:
+        """Committed records with ``seq > after``, in order, at most ``limit``."""
+
+    def add_subscriber(self, run_id: str, connection_id: str) -> Run:
+        """Subscribe a connection; the returned run's ``next_seq`` is where live records begin."""
+
+    def remove_subscriber(self, run_id: str, connection_id: str) -> None: ...
+
+
+class ConnectionStore(Protocol):
+    """Which runs each WebSocket connection follows, so a disconnect can clean up."""
+
+    def add_connection(self, connection_id: str, run_id: str) -> None: ...
+
+    def runs_of(self, connection_id: str) -> list[str]: ...
+
+    def remove_connection(self, connection_id: str) -> None: ...
+
+
+class StepQueue(Protocol):
+    def send(self, message: StepMessage) -> None:
+        """Enqueue a step; a message with the same ``dedup_id`` may be dropped as a duplicate."""
+
+
+class LogSink(Protocol):
+    def publish(self, run: Run, records: list[LogRecord]) -> None:
+        """Deliver committed records to the run's subscribers; drop subscribers that are gone."""

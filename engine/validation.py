@@ -1,0 +1,117 @@
+"""Whole-graph validation: every problem at once, each naming its node or edge."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine import conditions
+from engine.errors import InvalidGraphError, Problem
+from engine.graph import END, Graph, duplicate_node_names
+from engine.registry import ToolRegistry
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "graph"
+
+
+def parse_graph(raw: Any) -> Graph:
+    """Build a :class:`Graph` from parsed JSON, turning pydantic's errors into :class:`Problem` s."""
+    if isinstance(raw, Graph):
+        return raw
+    problems = [
+        Problem(f"nodes.{name}", "node name is used more than once") for name in duplicate_node_names(raw)
+    ]
+    try:
+        graph = Graph.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(Problem(_where(err["loc"]), err["msg"]) for err in exc.errors())
+        raise InvalidGraphError(problems) from None
+    if problems:
+        raise InvalidGraphError(problems)
+    return graph
+
+
+def find_problems(graph: Graph, registry: ToolRegistry) -> list[Problem]:
+    """Every structural problem of ``graph``: names, tools, edges, conditions, reachability, exits."""
+    problems: list[Problem] = []
+    nodes = graph.nodes
+    if graph.start_node not in nodes:
+        problems.append(Problem("start_node", f"start node {graph.start_node!r} is not a node"))
+    for name, node in nodes.items():
+        if node.tool not in registry:
+            problems.append(Problem(f"nodes.{name}.tool", f"unknown tool {node.tool!r}"))
+        if node.catch is not None and node.catch not in nodes:
+            problems.append(Problem(f"nodes.{name}.catch", f"catch leads to unknown node {node.catch!r}"))
+    for source, edge in graph.edges.items():
+        if source not in nodes:
+            problems.append(Problem(f"edges.{source}", f"edge from unknown node {source!r}"))
+        if isinstance(edge, str):
+            if edge not in nodes and edge != END:
+                problems.append(Problem(f"edges.{source}", f"edge to unknown node {edge!r}"))
+            continue
+        default_at: int | None = None
+        for i, rule in enumerate(edge):
+            where = f"edges.{source}[{i}]"
+            if rule.to not in nodes and rule.to != END:
+                problems.append(Problem(where, f"edge to unknown node {rule.to!r}"))
+            if default_at is not None:
+                problems.append(
+                    Problem(where, f"is never taken: rule {default_at} before it has no condition")
+                )
+            if rule.when is None:
+                default_at = i if default_at is None else default_at
+            else:
+                problems.extend(Problem(where, msg) for msg in conditions.check(rule.when, "when"))
+    if graph.start_node in nodes:
+        problems.extend(_reachability_problems(graph))
+    return problems
+
+
+def _reachability_problems(graph: Graph) -> list[Problem]:
+    known = graph.nodes.keys()
+    forward: dict[str, list[str]] = {n: [s for s in graph.successors(n) if s in known] for n in known}
+    reachable = _closure([graph.start_node], forward)
+    problems = [
+        Problem(f"nodes.{n}", f"node is unreachable from start node {graph.start_node!r}")
+        for n in known
+        if n not in reachable
+    ]
+    ends = [n for n in known if graph.ends_at(n)]
+    backward: dict[str, list[str]] = {n: [] for n in known}
+    for source, targets in forward.items():
+        for target in targets:
+            backward[target].append(source)
+    can_end = _closure(ends, backward)
+    trapped = sorted(n for n in reachable if n not in can_end)
+    if trapped:
+        problems.append(
+            Problem(
+                "edges",
+                f"no path leads to an end from {', '.join(map(repr, trapped))}: a loop needs an exit "
+                "(an edge to __end__ or to a node without outgoing edges)",
+            )
+        )
+    return problems
+
+
+def _closure(start: list[str], links: dict[str, list[str]]) -> set[str]:
+    seen = set(start)
+    queue = deque(start)
+    while queue:
+        for nxt in links.get(queue.popleft(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return seen
+
+
+def validate_graph(raw: Any, registry: ToolRegistry) -> Graph:
+    """Parse and check a graph definition; raise :class:`InvalidGraphError` listing every problem."""
+    graph = parse_graph(raw)
+    problems = find_problems(graph, registry)
+    if problems:
+        raise InvalidGraphError(problems)
+    return graph
