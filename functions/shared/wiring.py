@@ -1,0 +1,93 @@
+"""Wires the engine to AWS for the Lambda handlers, once per execution environment.
+
+Nothing here runs at import: clients and the service are built on the first
+request that needs them (cold start stays close to ``import boto3``).
+
+Configuration (environment):
+
+* ``TABLE_NAME``: the DynamoDB table (graphs, runs, logs, connections).
+* ``BLOB_BUCKET``: S3 bucket for state values too large for a DynamoDB item.
+* ``STEP_QUEUE_URL``: the FIFO step queue.
+* ``WS_MANAGEMENT_ENDPOINT``: the API Gateway management endpoint
+  (``https://{api-id}.execute-api.{region}.amazonaws.com/{stage}``) used to
+  post log records to WebSocket subscribers; no subscribers are served without it.
+* ``WORKFLOW_TOOL_MODULES``: comma-separated modules that register tools
+  (default ``engine.tools.dq``).
+* ``AWS_ENDPOINT_URL``: honoured by boto3 itself; the local stack points it at moto.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from engine.registry import DEFAULT_TOOL_MODULES, REGISTRY, load_tool_modules
+from engine.service import WorkflowService
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    blob_bucket: str | None
+    step_queue_url: str
+    ws_endpoint: str | None
+    tool_modules: tuple[str, ...]
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        modules = os.environ.get("WORKFLOW_TOOL_MODULES")
+        return cls(
+            table_name=os.environ["TABLE_NAME"],
+            blob_bucket=os.environ.get("BLOB_BUCKET") or None,
+            step_queue_url=os.environ["STEP_QUEUE_URL"],
+            ws_endpoint=os.environ.get("WS_MANAGEMENT_ENDPOINT") or None,
+            tool_modules=tuple(m for m in modules.split(",") if m.strip()) if modules else DEFAULT_TOOL_MODULES,
+        )
+
+
+@cache
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    """One boto3 client per service (and endpoint) per execution environment."""
+    import boto3
+
+    return boto3.session.Session().client(service, endpoint_url=endpoint_url)
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@cache
+def service() -> WorkflowService:
+    """The service on DynamoDB, SQS, S3 and the WebSocket broadcaster, built on first use."""
+    from engine.aws.broadcast import WebSocketBroadcaster
+    from engine.aws.dynamodb import DynamoStore
+    from engine.aws.s3 import S3BlobStore
+    from engine.aws.sqs import SqsStepQueue
+
+    config = settings()
+    load_tool_modules(config.tool_modules)
+    blobs = S3BlobStore(client("s3"), config.blob_bucket) if config.blob_bucket else None
+    store = DynamoStore(client("dynamodb"), config.table_name, blobs=blobs)
+    sink = (
+        WebSocketBroadcaster(client("apigatewaymanagementapi", config.ws_endpoint), store, store)
+        if config.ws_endpoint
+        else None
+    )
+    return WorkflowService(
+        graphs=store,
+        runs=store,
+        queue=SqsStepQueue(client("sqs"), config.step_queue_url),
+        registry=REGISTRY,
+        sink=sink,
+    )
+
+
+def reset() -> None:
+    """Forget cached settings, clients and service (tests change the environment between cases)."""
+    settings.cache_clear()
+    client.cache_clear()
+    service.cache_clear()
