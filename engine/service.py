@@ -32,6 +32,7 @@ from engine.step import Clock, CompiledGraph, execute_step
 from engine.validation import validate_graph
 
 COMMIT_RETRIES = 5
+WATCHDOG_GRACE_SECONDS = 10.0
 
 
 class StepDisposition(StrEnum):
@@ -184,8 +185,16 @@ class WorkflowService:
         Duplicates and stale messages do no work. A message one position behind
         the run re-sends the run's current message: if the worker that committed
         it died before enqueueing, the run goes on (the queue drops the copy if
-        the original was sent).
+        the original was sent). A message or run whose ``not_before`` lies ahead
+        is deferred: the consumer hands it back for later.
         """
+        now = self.clock()
+        if message.not_before is not None and message.not_before > now:
+            return StepResult(
+                StepDisposition.DEFERRED,
+                self.runs.get_run(message.run_id),
+                defer_seconds=message.not_before - now,
+            )
         run = self.runs.get_run(message.run_id)
         if run.status.terminal:
             return StepResult(StepDisposition.FINISHED, run)
@@ -197,6 +206,9 @@ class WorkflowService:
                 )
                 self.queue.send(resend)
             return StepResult(StepDisposition.STALE, run, next_message=resend)
+        return self._execute(run, send_next=True)
+
+    def _execute(self, run: Run, *, send_next: bool) -> StepResult:
         now = self.clock()
         if run.not_before is not None and run.not_before > now:
             return StepResult(StepDisposition.DEFERRED, run, defer_seconds=run.not_before - now)
@@ -207,9 +219,47 @@ class WorkflowService:
         except StaleStepError:
             return StepResult(StepDisposition.LOST_RACE, self.runs.get_run(run.run_id))
         self._publish(committed, outcome.records)
-        if outcome.next_message is not None:
+        if send_next and outcome.next_message is not None:
             self.queue.send(outcome.next_message)
         return StepResult(StepDisposition.COMMITTED, committed, tuple(outcome.records), outcome.next_message)
+
+    def run_inline(
+        self,
+        graph_id: str,
+        initial_state: dict[str, Any] | None = None,
+        *,
+        budget_seconds: float = 25.0,
+        idempotency_key: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Run:
+        """Start a run and execute its steps in this process for up to ``budget_seconds``.
+
+        Each step commits exactly as a queued step does. Before the first step a
+        watchdog message is queued with ``not_before`` past the budget: if this
+        process dies, the queue takes the run over from where it committed. A run
+        still going when the budget is spent is handed to the queue at once.
+        """
+        deadline = self.clock() + budget_seconds
+        run = self.start_run(graph_id, initial_state, idempotency_key=idempotency_key, enqueue=False)
+        if run.status.terminal or run.position != (0, 1):
+            return run
+        self.queue.send(StepMessage(run_id=run.run_id, step=0, not_before=deadline + WATCHDOG_GRACE_SECONDS))
+        while not run.status.terminal:
+            result = self._execute(run, send_next=False)
+            run = result.run
+            if result.disposition is StepDisposition.LOST_RACE:
+                continue
+            if result.disposition is StepDisposition.DEFERRED:
+                if self.clock() + result.defer_seconds >= deadline:
+                    break
+                sleep(result.defer_seconds)
+            if self.clock() >= deadline:
+                break
+        if not run.status.terminal:
+            self.queue.send(
+                StepMessage(run_id=run.run_id, step=run.step, attempt=run.attempt, not_before=run.not_before)
+            )
+        return run
 
     def cancel(self, run_id: str, reason: str = "cancelled by request") -> Run:
         """Move a run to CANCELLED; :class:`RunFinishedError` if it already ended."""

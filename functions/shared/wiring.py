@@ -43,7 +43,9 @@ class Settings:
             blob_bucket=os.environ.get("BLOB_BUCKET") or None,
             step_queue_url=os.environ["STEP_QUEUE_URL"],
             ws_endpoint=os.environ.get("WS_MANAGEMENT_ENDPOINT") or None,
-            tool_modules=tuple(m for m in modules.split(",") if m.strip()) if modules else DEFAULT_TOOL_MODULES,
+            tool_modules=tuple(m for m in modules.split(",") if m.strip())
+            if modules
+            else DEFAULT_TOOL_MODULES,
         )
 
 

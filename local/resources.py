@@ -1,0 +1,117 @@
+"""Create the template's table, bucket and queues on any endpoint, from ``template.yaml`` itself.
+
+Tests (moto in-process) and the local stack (moto server) both call
+:func:`create_resources`, so the local schema cannot drift from the deployed one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """A YAML loader that keeps CloudFormation's short tags (``!Ref``, ``!GetAtt``...) as data."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {f"Fn::{suffix}" if suffix not in ("Ref", "Condition") else suffix: value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+@cache
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    with path.open() as fh:
+        return yaml.load(fh, Loader=_CfnLoader)  # type: ignore[no-any-return]
+
+
+def resource(logical_id: str) -> dict[str, Any]:
+    """The ``Properties`` of one resource in the template."""
+    return dict(load_template()["Resources"][logical_id].get("Properties", {}))
+
+
+@dataclass(frozen=True)
+class Resources:
+    table_name: str
+    bucket: str
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+    dlq_arn: str
+    max_receive_count: int
+    visibility_timeout: int
+
+
+def create_resources(
+    dynamodb: Any, sqs: Any, s3: Any, *, prefix: str = "graphflow", region: str = "us-east-1"
+) -> Resources:
+    """Create ``WorkflowTable``, ``StateBucket``, ``StepQueue`` and ``StepDeadLetterQueue`` as the template defines them."""
+    table = resource("WorkflowTable")
+    table_name = f"{prefix}-table"
+    dynamodb.create_table(
+        TableName=table_name,
+        BillingMode=table["BillingMode"],
+        AttributeDefinitions=table["AttributeDefinitions"],
+        KeySchema=table["KeySchema"],
+    )
+    ttl = table.get("TimeToLiveSpecification")
+    if ttl:
+        dynamodb.update_time_to_live(TableName=table_name, TimeToLiveSpecification=ttl)
+
+    bucket = f"{prefix}-state"
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=bucket)
+    else:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+
+    dlq_props = resource("StepDeadLetterQueue")
+    dlq_url = sqs.create_queue(QueueName=f"{prefix}-steps-dlq.fifo", Attributes=_queue_attributes(dlq_props))[
+        "QueueUrl"
+    ]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+
+    props = resource("StepQueue")
+    redrive = props.pop("RedrivePolicy")
+    attributes = _queue_attributes(props)
+    attributes["RedrivePolicy"] = (
+        f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":{int(redrive["maxReceiveCount"])}}}'
+    )
+    queue_url = sqs.create_queue(QueueName=f"{prefix}-steps.fifo", Attributes=attributes)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    return Resources(
+        table_name=table_name,
+        bucket=bucket,
+        queue_url=queue_url,
+        queue_arn=queue_arn,
+        dlq_url=dlq_url,
+        dlq_arn=dlq_arn,
+        max_receive_count=int(redrive["maxReceiveCount"]),
+        visibility_timeout=int(props.get("VisibilityTimeout", 30)),
+    )
+
+
+def _queue_attributes(props: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in props.items():
+        if isinstance(value, dict):
+            continue
+        out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
