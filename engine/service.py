@@ -188,16 +188,12 @@ class WorkflowService:
         the original was sent). A message or run whose ``not_before`` lies ahead
         is deferred: the consumer hands it back for later.
         """
-        now = self.clock()
-        if message.not_before is not None and message.not_before > now:
-            return StepResult(
-                StepDisposition.DEFERRED,
-                self.runs.get_run(message.run_id),
-                defer_seconds=message.not_before - now,
-            )
         run = self.runs.get_run(message.run_id)
         if run.status.terminal:
             return StepResult(StepDisposition.FINISHED, run)
+        now = self.clock()
+        if message.not_before is not None and message.not_before > now:
+            return StepResult(StepDisposition.DEFERRED, run, defer_seconds=message.not_before - now)
         if message.position != run.position:
             resend = None
             if message.position < run.position and message.step >= run.step - 1:
