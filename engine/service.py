@@ -182,10 +182,11 @@ class WorkflowService:
     def run_step(self, message: StepMessage) -> StepResult:
         """Execute the step a message names, if it is still the run's current one.
 
-        Duplicates and stale messages do no work. A message one position behind
-        the run re-sends the run's current message: if the worker that committed
-        it died before enqueueing, the run goes on (the queue drops the copy if
-        the original was sent). A message or run whose ``not_before`` lies ahead
+        Duplicates and stale messages do no work. A message behind the run
+        re-sends the run's current message: if the worker that committed it died
+        before enqueueing, or an inline run's process died (its watchdog message
+        arrives), the run goes on. The FIFO queue drops the copy if the original
+        was sent, and a copy that gets through is itself stale once processed. A message or run whose ``not_before`` lies ahead
         is deferred: the consumer hands it back for later.
         """
         run = self.runs.get_run(message.run_id)
@@ -196,7 +197,7 @@ class WorkflowService:
             return StepResult(StepDisposition.DEFERRED, run, defer_seconds=message.not_before - now)
         if message.position != run.position:
             resend = None
-            if message.position < run.position and message.step >= run.step - 1:
+            if message.position < run.position:
                 resend = StepMessage(
                     run_id=run.run_id, step=run.step, attempt=run.attempt, not_before=run.not_before
                 )
