@@ -21,10 +21,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.registry import DEFAULT_TOOL_MODULES, REGISTRY, load_tool_modules
 from engine.service import WorkflowService
+
+if TYPE_CHECKING:
+    from engine.aws.broadcast import WebSocketBroadcaster
+    from engine.aws.dynamodb import DynamoStore
 
 
 @dataclass(frozen=True)
@@ -63,33 +67,45 @@ def settings() -> Settings:
 
 
 @cache
-def service() -> WorkflowService:
-    """The service on DynamoDB, SQS, S3 and the WebSocket broadcaster, built on first use."""
-    from engine.aws.broadcast import WebSocketBroadcaster
+def store() -> DynamoStore:
+    """The DynamoDB store: graphs, runs, logs and WebSocket connections, large values in S3."""
     from engine.aws.dynamodb import DynamoStore
     from engine.aws.s3 import S3BlobStore
+
+    config = settings()
+    blobs = S3BlobStore(client("s3"), config.blob_bucket) if config.blob_bucket else None
+    return DynamoStore(client("dynamodb"), config.table_name, blobs=blobs)
+
+
+def broadcaster(endpoint: str | None = None) -> WebSocketBroadcaster | None:
+    """The WebSocket broadcaster for ``endpoint`` (default: ``WS_MANAGEMENT_ENDPOINT``), if there is one."""
+    from engine.aws.broadcast import WebSocketBroadcaster
+
+    endpoint = endpoint or settings().ws_endpoint
+    if endpoint is None:
+        return None
+    return WebSocketBroadcaster(client("apigatewaymanagementapi", endpoint), store(), store())
+
+
+@cache
+def service() -> WorkflowService:
+    """The service on DynamoDB, SQS, S3 and the WebSocket broadcaster, built on first use."""
     from engine.aws.sqs import SqsStepQueue
 
     config = settings()
     load_tool_modules(config.tool_modules)
-    blobs = S3BlobStore(client("s3"), config.blob_bucket) if config.blob_bucket else None
-    store = DynamoStore(client("dynamodb"), config.table_name, blobs=blobs)
-    sink = (
-        WebSocketBroadcaster(client("apigatewaymanagementapi", config.ws_endpoint), store, store)
-        if config.ws_endpoint
-        else None
-    )
     return WorkflowService(
-        graphs=store,
-        runs=store,
+        graphs=store(),
+        runs=store(),
         queue=SqsStepQueue(client("sqs"), config.step_queue_url),
         registry=REGISTRY,
-        sink=sink,
+        sink=broadcaster(),
     )
 
 
 def reset() -> None:
-    """Forget cached settings, clients and service (tests change the environment between cases)."""
+    """Forget cached settings, clients, store and service (tests change the environment between cases)."""
     settings.cache_clear()
     client.cache_clear()
+    store.cache_clear()
     service.cache_clear()
