@@ -36,6 +36,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "REGISTRY",
     "EngineError",
     "FakeClock",
     "Graph",
@@ -44,7 +45,6 @@ __all__ = [
     "LogRecord",
     "LogType",
     "Problem",
-    "REGISTRY",
     "Run",
     "RunStatus",
     "StepDisposition",
