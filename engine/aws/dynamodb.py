@@ -1,0 +1,684 @@
+"""Graphs, runs, logs and WebSocket connections in one DynamoDB table.
+
+:class:`DynamoStore` implements the ``GraphStore``, ``RunStore`` and
+``ConnectionStore`` ports with the semantics of :mod:`engine.memory`.
+
+Keys (table ``pk`` S hash, ``sk`` S range, TTL attribute ``expires_at``, no indexes):
+
+============================  ==========================  =============================================
+pk                            sk                          holds
+============================  ==========================  =============================================
+``GRAPH#{graph_id}``          ``V#{version:08d}``         one graph version (``definition`` as JSON)
+``GRAPHS``                    ``G#{graph_id}``            the latest version of each graph, for listing
+``RUN#{run_id}``              ``RUN``                     the run: position, status, state, subscribers
+``RUN#{run_id}``              ``LOG#{first:010d}#{tok}``  one commit's log records (see :mod:`.runlog`)
+``IDEM#{key}``                ``IDEM``                    the run started with an idempotency key
+``CONN#{connection_id}``      ``RUN#{run_id}``            a run a WebSocket connection follows
+============================  ==========================  =============================================
+
+Access patterns and their requests:
+
+* put_graph: ``PutItem`` of the version (``attribute_not_exists`` or ConflictError),
+  then ``PutItem`` of the index entry, conditional on holding an older version
+  (a crash in between leaves the listing a version behind until the next put).
+  get_graph: ``GetItem``; the latest: ``Query`` of the graph's partition, newest
+  first, limit 1. list_graphs: ``Query`` of ``GRAPHS``.
+* create_run: without an idempotency key, ``PutItem`` of the log item then of the
+  run (``attribute_not_exists``); with one, one ``TransactWriteItems`` of the
+  idempotency item, the run and its log item; if the key is taken, the run that
+  holds it is returned. The idempotency item expires no later than its run; an
+  expired one is taken over.
+* get_run: ``GetItem``, strongly consistent.
+* commit (one step): ``PutItem`` of the log item, then one ``UpdateItem`` of the
+  run conditional on ``step``, ``attempt``, a non-terminal ``status`` and the
+  ``log_token`` it read, returning ``ALL_NEW`` (the subscribers as of the commit).
+  A failed condition is :class:`StaleStepError` and the log item stays invisible:
+  readers only trust items of committed attempts, which the per-attempt token in
+  the sort key tells apart (:mod:`engine.aws.runlog` explains why one key per
+  ``first_seq`` is not enough). With the ``GetItem`` that read the run, a step
+  costs three requests. A commit changing more than ``MAX_KEYS_PER_UPDATE`` state
+  keys (update expressions are limited to 4 KB) reads the state map and writes it whole.
+* list_logs: ``GetItem`` (``next_seq``, ``log_token``), then ``Query`` of the log
+  items from shortly before ``after`` up to ``next_seq``.
+* add/remove_subscriber: ``UpdateItem`` ``ADD``/``DELETE`` on the ``subs`` string set.
+* connections: ``PutItem`` (TTL a few hours), ``Query``, ``BatchWriteItem`` deletes.
+
+State. The ``state`` attribute is a map from each top-level state key to that
+value's JSON text (no Decimal conversion, no type serializer). A commit sets only
+the keys it changes (``SET #state.#k = :v``). A value larger than the codec's
+inline limit goes to the blob store (content-addressed: an unchanged value is not
+uploaded again) and its entry holds ``{"$blob": key}``; the largest values are
+offloaded too while the inline state exceeds ``state_budget``, so the run item
+stays small whatever the state's size. DynamoDB bills an update by the whole
+item's size, which is why the budget is well below the 400 KB item limit.
+Without a blob store, a state too large for an item is :class:`PayloadTooLargeError`.
+
+The store remembers, per run position it has read or committed, the run's log
+token, ``next_seq`` and the size of each state entry: what a commit from that
+position needs besides its arguments. A position's values never change while the
+run is not terminal (a terminal read forgets the position), so the memory is never
+stale; on a miss, or if the records disagree with it, commit reads the run first.
+
+TTL: log items expire ``ttl_days`` after they are written, runs ``ttl_days`` after
+they finish, idempotency items ``ttl_days`` after the run started.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from botocore.exceptions import ClientError
+
+from engine.aws.attributes import (
+    Item,
+    Update,
+    error_code,
+    integer,
+    is_condition_failure,
+    is_too_large,
+    n,
+    number,
+    s,
+    text,
+)
+from engine.aws.runlog import (
+    RECORDS_PER_ITEM,
+    LogItem,
+    check_sequence,
+    committed_records,
+    log_items,
+    log_key,
+    new_token,
+)
+from engine.blobs import DEFAULT_CACHE_BYTES, DEFAULT_INLINE_LIMIT, BlobStore, ValueCodec, size_of
+from engine.errors import (
+    ConflictError,
+    GraphNotFoundError,
+    PayloadTooLargeError,
+    RunNotFoundError,
+    StaleStepError,
+)
+from engine.graph import Graph
+from engine.model import GraphRecord, LogRecord, Run, RunChanges, RunError, RunStatus
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+DAY = 86_400
+CONNECTION_TTL_SECONDS = 3 * 3600
+STATE_BUDGET = 64 * 1024
+MAX_INLINE_STATE = 350 * 1024
+MIN_OFFLOAD = 512
+MAX_KEYS_PER_UPDATE = 100
+_POSITIONS = 512
+_BATCH = 25
+_PAGE_ITEMS = 1000
+_BATCH_ATTEMPTS = 8
+_ACTIVE = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
+
+
+def _run_pk(run_id: str) -> str:
+    return f"RUN#{run_id}"
+
+
+def _run_key(run_id: str) -> Item:
+    return {"pk": s(_run_pk(run_id)), "sk": s("RUN")}
+
+
+def _state_key(key: str) -> str:
+    """The map key for a state key: an attribute name cannot be empty, so ``""`` and ``~...`` gain a ``~``."""
+    return "~" + key if not key or key.startswith("~") else key
+
+
+def _state_name(stored: str) -> str:
+    return stored[1:] if stored.startswith("~") else stored
+
+
+def _entry_size(key: str, value: str) -> int:
+    return size_of(key) + size_of(value)
+
+
+@dataclass(frozen=True)
+class _Position:
+    """What a commit from one position of a run needs to know about the run as read."""
+
+    log_token: str | None
+    next_seq: int
+    sizes: dict[str, int]
+
+
+class DynamoStore:
+    """Graph, run and connection store on one DynamoDB table (see the module docstring).
+
+    Args:
+        client: a boto3 low-level DynamoDB client.
+        table_name: the table, keyed ``pk``/``sk``, with TTL on ``expires_at``.
+        blobs: where large state values go; without it a state must fit in an item.
+        ttl_days: how long finished runs, their logs and idempotency keys are kept.
+        inline_limit: the largest JSON text of one state value kept in the item.
+        state_budget: the most inline state a run item holds before values are offloaded.
+        blob_cache_bytes: how much blob content to keep in memory.
+    """
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        *,
+        blobs: BlobStore | None = None,
+        ttl_days: float = 30,
+        inline_limit: int = DEFAULT_INLINE_LIMIT,
+        state_budget: int = STATE_BUDGET,
+        blob_cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        self.client = client
+        self.table = table_name
+        self.codec = ValueCodec(blobs, inline_limit=inline_limit, cache_bytes=blob_cache_bytes)
+        self.ttl_seconds = int(ttl_days * DAY)
+        self.state_budget = state_budget
+        self._positions: OrderedDict[tuple[str, int, int], _Position] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # graphs
+
+    def put_graph(self, record: GraphRecord) -> None:
+        attrs = {
+            "graph_id": s(record.graph_id),
+            "version": n(record.version),
+            "created_at": n(record.created_at),
+            "definition": s(record.definition.model_dump_json()),
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={"pk": s(f"GRAPH#{record.graph_id}"), "sk": s(f"V#{record.version:08d}"), **attrs},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise ConflictError(f"graph {record.graph_id} version {record.version} exists") from None
+            raise self._translated(exc) from exc
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={"pk": s("GRAPHS"), "sk": s(f"G#{record.graph_id}"), **attrs},
+                ConditionExpression="attribute_not_exists(pk) OR #version < :v",
+                ExpressionAttributeNames={"#version": "version"},
+                ExpressionAttributeValues={":v": n(record.version)},
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+
+    def get_graph(self, graph_id: str, version: int | None = None) -> GraphRecord:
+        pk = f"GRAPH#{graph_id}"
+        if version is not None:
+            item = self._get({"pk": s(pk), "sk": s(f"V#{version:08d}")})
+            if item is None:
+                raise GraphNotFoundError(f"graph {graph_id!r} has no version {version}", graph_id=graph_id)
+            return self._graph(item)
+        items = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :v)",
+            ExpressionAttributeValues={":pk": s(pk), ":v": s("V#")},
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        ).get("Items", [])
+        if not items:
+            raise GraphNotFoundError(f"no graph {graph_id!r}", graph_id=graph_id)
+        return self._graph(items[0])
+
+    def list_graphs(self, limit: int = 100) -> list[GraphRecord]:
+        items = self._query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": s("GRAPHS")},
+            ConsistentRead=True,
+        )
+        records = [self._graph(item) for item in items]
+        return sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    @staticmethod
+    def _graph(item: Item) -> GraphRecord:
+        return GraphRecord(
+            graph_id=item["graph_id"]["S"],
+            version=integer(item, "version"),
+            definition=Graph.model_validate_json(item["definition"]["S"]),
+            created_at=float(item["created_at"]["N"]),
+        )
+
+    # runs
+
+    def create_run(self, run: Run, records: list[LogRecord]) -> Run:
+        if records:
+            check_sequence(records, run.next_seq - len(records))
+        entries = {_state_key(k): self.codec.encode(v) for k, v in run.state.items()}
+        self._fit(entries, 0)
+        token = new_token() if records else None
+        now = int(time.time())
+        item = self._run_item(run, entries, token, now)
+        logs = log_items(_run_pk(run.run_id), records, token, None, now + self.ttl_seconds) if token else []
+        if run.idempotency_key:
+            existing = self._create_idempotent(run, run.idempotency_key, item, logs, now)
+            if existing is not None:
+                return existing
+        else:
+            for log in logs:
+                self._put(log)
+            try:
+                self.client.put_item(
+                    TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+                )
+            except ClientError as exc:
+                if is_condition_failure(exc):
+                    raise ConflictError(f"run {run.run_id} exists") from None
+                raise self._translated(exc) from exc
+        self._remember(item)
+        return run
+
+    def _create_idempotent(self, run: Run, key: str, item: Item, logs: list[Item], now: int) -> Run | None:
+        """Write the run with its idempotency item in one transaction.
+
+        Returns the run that already holds the key (nothing is written then), or
+        ``None`` once this run is stored.
+        """
+        idem = {
+            "pk": s(f"IDEM#{key}"),
+            "sk": s("IDEM"),
+            "run_id": s(run.run_id),
+            "expires_at": n(now + self.ttl_seconds),
+        }
+        actions: list[Any] = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": idem,
+                    "ConditionExpression": "attribute_not_exists(pk) OR #expires < :now",
+                    "ExpressionAttributeNames": {"#expires": "expires_at"},
+                    "ExpressionAttributeValues": {":now": n(now)},
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            *({"Put": {"TableName": self.table, "Item": log}} for log in logs),
+        ]
+        try:
+            self.client.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise self._translated(exc) from exc
+            reasons = cast(dict[str, Any], exc.response).get("CancellationReasons", [])
+            codes = [r.get("Code") for r in reasons]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                existing = self.find_run_by_idempotency_key(key)
+                if existing is not None:
+                    return existing
+                raise ConflictError(f"idempotency key {key!r} is taken") from None
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                raise ConflictError(f"run {run.run_id} exists") from None
+            if any(c == "ValidationException" for c in codes):
+                raise PayloadTooLargeError(f"run {run.run_id} does not fit in a DynamoDB item") from None
+            raise
+        return None
+
+    def find_run_by_idempotency_key(self, key: str) -> Run | None:
+        item = self._get({"pk": s(f"IDEM#{key}"), "sk": s("IDEM")})
+        if item is None or (number(item, "expires_at") or 0) < time.time():
+            return None
+        try:
+            return self.get_run(item["run_id"]["S"])
+        except RunNotFoundError:
+            return None
+
+    def get_run(self, run_id: str) -> Run:
+        item = self._get(_run_key(run_id))
+        if item is None:
+            raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
+        self._remember(item)
+        return self._run(item)
+
+    def commit(
+        self, run_id: str, expected: tuple[int, int], changes: RunChanges, records: list[LogRecord]
+    ) -> Run:
+        """Write the records' log item, then update the run if it is still where it was read.
+
+        Large new values are uploaded first, so a committed reference always
+        points at a stored blob.
+        """
+        position = self._position(run_id, expected, records[0].seq if records else None)
+        check_sequence(records, position.next_seq)
+        entries, whole = self._plan_state(run_id, expected, position, changes.state_updates)
+        now = int(time.time())
+        token = position.log_token
+        if records:
+            token = new_token()
+            expires = now + self.ttl_seconds
+            for log in log_items(_run_pk(run_id), records, token, position.log_token, expires):
+                self._put(log)
+
+        update = Update()
+        update.set("status", s(changes.status.value))
+        update.set_or_remove("node", s(changes.current_node) if changes.current_node is not None else None)
+        update.set("step", n(changes.step))
+        update.set("attempt", n(changes.attempt))
+        update.set("next_seq", n(changes.next_seq))
+        update.set("updated_at", n(changes.updated_at))
+        update.set_or_remove("not_before", n(changes.not_before) if changes.not_before is not None else None)
+        update.set_or_remove("error", s(changes.error.model_dump_json()) if changes.error else None)
+        update.set_or_remove(
+            "finished_at", n(changes.finished_at) if changes.finished_at is not None else None
+        )
+        if changes.status.terminal:
+            update.set("expires_at", n(now + self.ttl_seconds))
+        if token is not None:
+            update.set("log_token", s(token))
+        if whole:
+            update.set("state", {"M": {k: s(v) for k, v in entries.items()}})
+        else:
+            for key, value in entries.items():
+                update.set(key, s(value), within="state")
+        condition = self._position_condition(update, expected, position.log_token)
+        try:
+            out = self.client.update_item(
+                TableName=self.table,
+                Key=_run_key(run_id),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **update.params(condition),
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                self._forget(run_id, *expected)
+                if "Item" not in exc.response:
+                    raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id) from None
+                raise StaleStepError(f"run {run_id} is no longer at {expected}", run_id=run_id) from None
+            raise self._translated(exc) from exc
+        item = out["Attributes"]
+        self._remember(item)
+        return self._run(item)
+
+    def list_logs(self, run_id: str, after: int = -1, limit: int = 1000) -> list[LogRecord]:
+        head = self._get(_run_key(run_id), ("next_seq", "log_token"))
+        if head is None:
+            raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
+        next_seq = integer(head, "next_seq")
+        log_token = text(head, "log_token")
+        start = max(after + 1, 0)
+        if limit <= 0 or start >= next_seq:
+            return []
+        stop = min(next_seq, start + limit)
+        items: list[LogItem] = []
+        found: list[str] = []
+        for page in self._query_pages(
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={
+                ":pk": s(_run_pk(run_id)),
+                ":lo": s(log_key(max(0, start - RECORDS_PER_ITEM + 1))),
+                ":hi": s(log_key(next_seq)),
+            },
+            ConsistentRead=True,
+            Limit=min(limit + RECORDS_PER_ITEM + 2, _PAGE_ITEMS),
+        ):
+            items.extend(LogItem.from_item(item) for item in page)
+            found = committed_records(items, log_token, start, stop)
+            if len(found) >= stop - start:
+                break
+        return [LogRecord.model_validate_json(body) for body in found]
+
+    def add_subscriber(self, run_id: str, connection_id: str) -> Run:
+        update = Update()
+        update.add("subs", {"SS": [connection_id]})
+        try:
+            out = self.client.update_item(
+                TableName=self.table,
+                Key=_run_key(run_id),
+                ReturnValues="ALL_NEW",
+                **update.params("attribute_exists(pk)"),
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id) from None
+            raise
+        item = out["Attributes"]
+        self._remember(item)
+        return self._run(item)
+
+    def remove_subscriber(self, run_id: str, connection_id: str) -> None:
+        update = Update()
+        update.delete("subs", {"SS": [connection_id]})
+        try:
+            self.client.update_item(
+                TableName=self.table, Key=_run_key(run_id), **update.params("attribute_exists(pk)")
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+
+    # connections
+
+    def add_connection(self, connection_id: str, run_id: str) -> None:
+        self._put(
+            {
+                "pk": s(f"CONN#{connection_id}"),
+                "sk": s(_run_pk(run_id)),
+                "expires_at": n(int(time.time()) + CONNECTION_TTL_SECONDS),
+            }
+        )
+
+    def runs_of(self, connection_id: str) -> list[str]:
+        return [item["sk"]["S"][len("RUN#") :] for item in self._connection_items(connection_id)]
+
+    def remove_connection(self, connection_id: str) -> None:
+        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in self._connection_items(connection_id)]
+        for i in range(0, len(keys), _BATCH):
+            requests: Any = {self.table: [{"DeleteRequest": {"Key": key}} for key in keys[i : i + _BATCH]]}
+            for attempt in range(_BATCH_ATTEMPTS):
+                out = self.client.batch_write_item(RequestItems=requests)
+                requests = out.get("UnprocessedItems")
+                if not requests:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+
+    def _connection_items(self, connection_id: str) -> Iterator[Item]:
+        return self._query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": s(f"CONN#{connection_id}")},
+            ProjectionExpression="pk, sk",
+            ConsistentRead=True,
+        )
+
+    # run items
+
+    def _run_item(self, run: Run, entries: dict[str, str], token: str | None, now: int) -> Item:
+        item: Item = {
+            **_run_key(run.run_id),
+            "graph_id": s(run.graph_id),
+            "graph_version": n(run.graph_version),
+            "status": s(run.status.value),
+            "step": n(run.step),
+            "attempt": n(run.attempt),
+            "next_seq": n(run.next_seq),
+            "created_at": n(run.created_at),
+            "updated_at": n(run.updated_at),
+            "state": {"M": {k: s(v) for k, v in entries.items()}},
+        }
+        optional: dict[str, Any] = {
+            "node": s(run.current_node) if run.current_node is not None else None,
+            "not_before": n(run.not_before) if run.not_before is not None else None,
+            "error": s(run.error.model_dump_json()) if run.error else None,
+            "finished_at": n(run.finished_at) if run.finished_at is not None else None,
+            "idem_key": s(run.idempotency_key) if run.idempotency_key else None,
+            "subs": {"SS": list(dict.fromkeys(run.subscribers))} if run.subscribers else None,
+            "log_token": s(token) if token else None,
+            "expires_at": n(now + self.ttl_seconds) if run.status.terminal else None,
+        }
+        item.update({k: v for k, v in optional.items() if v is not None})
+        return item
+
+    def _run(self, item: Item) -> Run:
+        error = text(item, "error")
+        return Run(
+            run_id=item["pk"]["S"][len("RUN#") :],
+            graph_id=item["graph_id"]["S"],
+            graph_version=integer(item, "graph_version"),
+            status=RunStatus(item["status"]["S"]),
+            state={_state_name(k): self.codec.decode(v["S"]) for k, v in item["state"]["M"].items()},
+            current_node=text(item, "node"),
+            step=integer(item, "step"),
+            attempt=integer(item, "attempt"),
+            next_seq=integer(item, "next_seq"),
+            not_before=number(item, "not_before"),
+            error=RunError.model_validate_json(error) if error else None,
+            created_at=float(item["created_at"]["N"]),
+            updated_at=float(item["updated_at"]["N"]),
+            finished_at=number(item, "finished_at"),
+            idempotency_key=text(item, "idem_key"),
+            subscribers=sorted(item.get("subs", {}).get("SS", [])),
+        )
+
+    # state
+
+    def _plan_state(
+        self, run_id: str, expected: tuple[int, int], position: _Position, updates: dict[str, Any]
+    ) -> tuple[dict[str, str], bool]:
+        """The state entries a commit writes, and whether they replace the whole map.
+
+        Changed keys are set one by one; past :data:`MAX_KEYS_PER_UPDATE` (an update
+        expression is limited to 4 KB) the map is read and written whole instead.
+        """
+        entries = {_state_key(k): self.codec.encode(v) for k, v in updates.items()}
+        if len(entries) <= MAX_KEYS_PER_UPDATE:
+            unchanged = sum(size for key, size in position.sizes.items() if key not in entries)
+            self._fit(entries, unchanged)
+            return entries, False
+        item = self._get(_run_key(run_id), ("state", "step", "attempt", "status", "log_token"))
+        if item is None:
+            raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
+        if (
+            (integer(item, "step"), integer(item, "attempt")) != expected
+            or item["status"]["S"] not in _ACTIVE
+            or text(item, "log_token") != position.log_token
+        ):
+            raise StaleStepError(f"run {run_id} is no longer at {expected}", run_id=run_id)
+        whole = {k: v["S"] for k, v in item["state"]["M"].items()}
+        whole.update(entries)
+        self._fit(whole, 0)
+        return whole, True
+
+    def _fit(self, entries: dict[str, str], unchanged: int) -> None:
+        """Offload the largest of ``entries`` until the inline state is within the budget."""
+        sizes = {k: _entry_size(k, v) for k, v in entries.items()}
+        total = unchanged + sum(sizes.values())
+        if total > self.state_budget and self.codec.blobs is not None:
+            for key in sorted(entries, key=sizes.__getitem__, reverse=True):
+                if total <= self.state_budget:
+                    break
+                if size_of(entries[key]) < MIN_OFFLOAD:
+                    continue
+                entries[key] = self.codec.offload(entries[key])
+                total += _entry_size(key, entries[key]) - sizes[key]
+        if total > MAX_INLINE_STATE:
+            raise PayloadTooLargeError(
+                f"the run's state needs {total} bytes in its item; the limit is {MAX_INLINE_STATE}"
+                + ("" if self.codec.blobs is not None else " (no blob store is configured)")
+            )
+
+    # positions read
+
+    def _remember(self, item: Item) -> None:
+        key = (item["pk"]["S"][len("RUN#") :], integer(item, "step"), integer(item, "attempt"))
+        if item["status"]["S"] not in _ACTIVE:
+            self._forget(*key)
+            return
+        position = _Position(
+            log_token=text(item, "log_token"),
+            next_seq=integer(item, "next_seq"),
+            sizes={k: _entry_size(k, v["S"]) for k, v in item["state"]["M"].items()},
+        )
+        with self._lock:
+            self._positions[key] = position
+            self._positions.move_to_end(key)
+            while len(self._positions) > _POSITIONS:
+                self._positions.popitem(last=False)
+
+    def _forget(self, run_id: str, step: int, attempt: int) -> None:
+        with self._lock:
+            self._positions.pop((run_id, step, attempt), None)
+
+    def _position(self, run_id: str, expected: tuple[int, int], first_seq: int | None) -> _Position:
+        """What the store knows of ``run_id`` at ``expected``, read afresh if it knows nothing or disagrees.
+
+        A caller whose records start elsewhere than the remembered ``next_seq`` read
+        the run at another time: the run is read again before it is believed.
+        """
+        key = (run_id, *expected)
+        with self._lock:
+            position = self._positions.get(key)
+        if position is None or (first_seq is not None and first_seq != position.next_seq):
+            self.get_run(run_id)
+            with self._lock:
+                position = self._positions.get(key)
+            if position is None:
+                raise StaleStepError(f"run {run_id} is not at {expected} or has ended", run_id=run_id)
+        return position
+
+    @staticmethod
+    def _position_condition(update: Update, expected: tuple[int, int], log_token: str | None) -> str:
+        step, attempt, status = update.name("step"), update.name("attempt"), update.name("status")
+        token = update.name("log_token")
+        pending, running = (update.value(s(v)) for v in _ACTIVE)
+        condition = (
+            f"{step} = {update.value(n(expected[0]))} AND {attempt} = {update.value(n(expected[1]))}"
+            f" AND {status} IN ({pending}, {running})"
+        )
+        if log_token is None:
+            return f"{condition} AND attribute_not_exists({token})"
+        return f"{condition} AND {token} = {update.value(s(log_token))}"
+
+    # requests
+
+    def _get(self, key: Item, attributes: tuple[str, ...] = ()) -> Item | None:
+        """The item, read strongly consistent; only ``attributes`` if given."""
+        params: dict[str, Any] = {"TableName": self.table, "Key": key, "ConsistentRead": True}
+        if attributes:
+            names = {f"#p{i}": a for i, a in enumerate(attributes)}
+            params["ProjectionExpression"] = ", ".join(names)
+            params["ExpressionAttributeNames"] = names
+        item = self.client.get_item(**params).get("Item")
+        return cast(Item, item) if item is not None else None
+
+    def _put(self, item: Item) -> None:
+        try:
+            self.client.put_item(TableName=self.table, Item=item)
+        except ClientError as exc:
+            raise self._translated(exc) from exc
+
+    def _query_pages(self, **params: Any) -> Iterator[list[Item]]:
+        params["TableName"] = self.table
+        while True:
+            out = self.client.query(**params)
+            yield cast(list[Item], out.get("Items", []))
+            last = out.get("LastEvaluatedKey")
+            if not last:
+                return
+            params["ExclusiveStartKey"] = last
+
+    def _query(self, **params: Any) -> Iterator[Item]:
+        for page in self._query_pages(**params):
+            yield from page
+
+    @staticmethod
+    def _translated(exc: ClientError) -> Exception:
+        if is_too_large(exc):
+            return PayloadTooLargeError(f"an item is larger than DynamoDB allows: {exc}")
+        return exc

@@ -1,0 +1,332 @@
+"""The RunStore contract: runs, commits from a position, the ordered log and subscribers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine.errors import ConflictError, RunNotFoundError, StaleStepError
+from engine.model import LogRecord, LogType, Run, RunError, RunStatus
+from engine.ports import RunStore
+from tests.contract.factories import changes_for, new_run, step, step_records
+
+
+def seqs(records: list[LogRecord]) -> list[int]:
+    return [r.seq for r in records]
+
+
+def create(runs: RunStore, run_id: str = "run-1", state: dict[str, Any] | None = None) -> Run:
+    run, records = new_run(run_id, state)
+    return runs.create_run(run, records)
+
+
+# create, get, idempotency
+
+
+def test_create_then_get_returns_the_run_as_created(runs: RunStore) -> None:
+    run, records = new_run(state={"n": 1, "nested": {"a": [1, 2.5, None, True]}, "s": "text"})
+    returned = runs.create_run(run, records)
+    stored = runs.get_run(run.run_id)
+
+    assert returned == run
+    assert stored == run
+    assert runs.list_logs(run.run_id) == records
+
+
+def test_get_unknown_run_is_not_found(runs: RunStore) -> None:
+    with pytest.raises(RunNotFoundError):
+        runs.get_run("nope")
+
+
+def test_creating_an_existing_run_id_conflicts(runs: RunStore) -> None:
+    create(runs, state={"first": True})
+    with pytest.raises(ConflictError):
+        create(runs, state={"second": True})
+    assert runs.get_run("run-1").state == {"first": True}
+
+
+def test_an_idempotency_key_returns_the_first_run_and_stores_nothing_else(runs: RunStore) -> None:
+    first, records = new_run("run-1", {"i": 1}, idempotency_key="key-1")
+    runs.create_run(first, records)
+    second, records = new_run("run-2", {"i": 2}, idempotency_key="key-1")
+
+    returned = runs.create_run(second, records)
+
+    assert returned.run_id == "run-1"
+    assert returned.state == {"i": 1}
+    with pytest.raises(RunNotFoundError):
+        runs.get_run("run-2")
+    found = runs.find_run_by_idempotency_key("key-1")
+    assert found is not None and found.run_id == "run-1"
+    assert runs.find_run_by_idempotency_key("key-2") is None
+
+
+def test_state_values_round_trip_exactly(runs: RunStore) -> None:
+    state = {
+        "": "empty key",
+        "~tilde": 1,
+        "unicode": "Grüße, 世界 🚀",
+        "float": 0.1,
+        "tiny": 1e-300,
+        "huge": 1.5e300,
+        "bigint": 2**70,
+        "negative": -3,
+        "none": None,
+        "bools": [True, False],
+        "looks_like_a_ref": {"$blob": "sha256/0000"},
+        "looks_like_a_literal": {"$value": 1},
+        "deep": {"a": {"b": {"c": [{"d": []}, {}]}}},
+    }
+    run = create(runs, state=state)
+    assert runs.get_run(run.run_id).state == state
+    committed = step(runs, run, {"looks_like_a_ref": {"$blob": "other"}, "": "changed"})
+    expected = {**state, "looks_like_a_ref": {"$blob": "other"}, "": "changed"}
+    assert committed.state == expected
+    assert runs.get_run(run.run_id).state == expected
+
+
+# commit
+
+
+def test_commit_applies_the_changes_and_returns_the_committed_run(runs: RunStore) -> None:
+    run = create(runs, state={"keep": "me", "i": 0})
+    records = step_records(run)
+    changes = changes_for(run, records, {"i": 1, "new": [1, 2]})
+
+    committed = runs.commit(run.run_id, run.position, changes, records)
+
+    assert committed.status is RunStatus.RUNNING
+    assert committed.current_node == "b"
+    assert committed.position == (1, 1)
+    assert committed.next_seq == 4
+    assert committed.updated_at == changes.updated_at
+    assert committed.state == {"keep": "me", "i": 1, "new": [1, 2]}
+    assert runs.get_run(run.run_id) == committed
+    assert seqs(runs.list_logs(run.run_id)) == [0, 1, 2, 3]
+    assert runs.list_logs(run.run_id)[1:] == records
+
+
+def test_commit_without_state_updates_keeps_the_state(runs: RunStore) -> None:
+    run = create(runs, state={"a": 1})
+    committed = step(runs, run)
+    assert committed.state == {"a": 1}
+    assert runs.get_run(run.run_id).state == {"a": 1}
+
+
+def test_commit_sets_and_clears_retry_error_and_finish_fields(runs: RunStore) -> None:
+    run = create(runs)
+    records = step_records(run, 2)
+    error = RunError(type="ValueError", message="boom", node="a")
+    retry = changes_for(run, records, retry=True, node="a", error=error)
+    retried = runs.commit(run.run_id, run.position, retry, records)
+    assert retried.position == (0, 2)
+    assert retried.not_before == retry.not_before
+    assert retried.error == error
+    assert runs.get_run(run.run_id) == retried
+
+    records = step_records(retried, 2)
+    finish = changes_for(retried, records, {"done": True}, status=RunStatus.SUCCEEDED, node=None)
+    finished = runs.commit(run.run_id, retried.position, finish, records)
+    assert finished.status is RunStatus.SUCCEEDED
+    assert finished.current_node is None
+    assert finished.not_before is None
+    assert finished.error is None
+    assert finished.finished_at == finish.finished_at
+    assert runs.get_run(run.run_id) == finished
+
+
+def test_commit_writes_only_the_given_keys(runs: RunStore) -> None:
+    run = create(runs, state={"a": 1, "b": {"x": 1}, "c": "c"})
+    first = step(runs, run, {"a": 2})
+    second = step(runs, first, {"b": {"y": 2}})
+    assert second.state == {"a": 2, "b": {"y": 2}, "c": "c"}
+    assert runs.get_run(run.run_id).state == {"a": 2, "b": {"y": 2}, "c": "c"}
+
+
+def test_commit_of_many_keys_at_once(runs: RunStore) -> None:
+    run = create(runs, state={"keep": 1, "k0": "old"})
+    updates = {f"k{i}": {"i": i} for i in range(250)}
+    committed = step(runs, run, updates)
+    assert committed.state == {"keep": 1, **updates}
+    assert runs.get_run(run.run_id).state == {"keep": 1, **updates}
+    again = step(runs, committed, {"k1": "changed"})
+    assert again.state["k1"] == "changed"
+    assert again.state["k2"] == {"i": 2}
+
+
+@pytest.mark.parametrize("expected", [(0, 2), (1, 1), (5, 1)])
+def test_commit_from_another_position_is_stale_and_writes_nothing(
+    runs: RunStore, expected: tuple[int, int]
+) -> None:
+    run = create(runs, state={"a": 1})
+    records = step_records(run)
+    changes = changes_for(run, records, {"a": 2})
+
+    with pytest.raises(StaleStepError):
+        runs.commit(run.run_id, expected, changes, records)
+
+    assert runs.get_run(run.run_id) == run
+    assert seqs(runs.list_logs(run.run_id)) == [0]
+
+
+def test_a_run_commits_each_position_once(runs: RunStore) -> None:
+    run = create(runs)
+    step(runs, run, {"winner": True})
+    with pytest.raises(StaleStepError):
+        step(runs, run, {"loser": True})
+    assert runs.get_run(run.run_id).state == {"winner": True}
+
+
+def test_a_losing_commit_leaves_the_winners_records(runs: RunStore) -> None:
+    """Two workers read the same position; the one that commits second loses, log included."""
+    run = create(runs)
+    read_by_a = runs.get_run(run.run_id)
+    read_by_b = runs.get_run(run.run_id)
+
+    won = step(runs, read_by_b, {"by": "b"}, count=2, tag="b:")
+    with pytest.raises(StaleStepError):
+        step(runs, read_by_a, {"by": "a"}, count=4, tag="a:")
+    after = step(runs, won, {"next": 1}, count=1, tag="next:")
+
+    logs = runs.list_logs(run.run_id)
+    assert seqs(logs) == [0, 1, 2, 3]
+    assert [r.message for r in logs[1:]] == ["b:record 1", "b:record 2", "next:record 3"]
+    assert runs.get_run(run.run_id) == after
+    assert after.state == {"by": "b", "next": 1}
+
+
+def test_a_terminal_run_takes_no_commit(runs: RunStore) -> None:
+    run = create(runs)
+    records = step_records(run, 1)
+    cancelled = runs.commit(
+        run.run_id,
+        run.position,
+        changes_for(run, records, status=RunStatus.CANCELLED, node="a").model_copy(
+            update={"step": run.step, "attempt": run.attempt}
+        ),
+        records,
+    )
+    assert cancelled.status is RunStatus.CANCELLED
+    assert cancelled.position == run.position
+
+    with pytest.raises(StaleStepError):
+        step(runs, cancelled, {"late": True})
+    assert runs.get_run(run.run_id) == cancelled
+    assert seqs(runs.list_logs(run.run_id)) == [0, 1]
+
+
+def test_commit_to_an_unknown_run_is_not_found(runs: RunStore) -> None:
+    run, _ = new_run("ghost")
+    records = step_records(run)
+    with pytest.raises(RunNotFoundError):
+        runs.commit("ghost", run.position, changes_for(run, records), records)
+
+
+# logs
+
+
+def test_records_are_contiguous_and_listed_after_n_with_a_limit(runs: RunStore) -> None:
+    run = create(runs)
+    for i in range(30):
+        run = step(runs, run, {"i": i}, count=1 + i % 4)
+    run = step(runs, run, count=70, tag="big:")  # more records than one log item holds
+    for _ in range(5):
+        run = step(runs, run, count=2)
+    total = run.next_seq
+
+    everything = runs.list_logs(run.run_id)
+    assert seqs(everything) == list(range(total))
+    assert all(r.run_id == run.run_id for r in everything)
+
+    for after in (-1, 0, 1, 5, 31, 60, 79, 80, 100, total - 2):
+        for limit in (1, 3, 17, 1000):
+            got = runs.list_logs(run.run_id, after=after, limit=limit)
+            assert seqs(got) == list(range(after + 1, min(total, after + 1 + limit))), (after, limit)
+            assert got == everything[after + 1 : after + 1 + limit]
+    assert runs.list_logs(run.run_id, after=total - 1) == []
+    assert runs.list_logs(run.run_id, after=total + 10) == []
+
+
+def test_list_logs_of_an_unknown_run_is_not_found(runs: RunStore) -> None:
+    with pytest.raises(RunNotFoundError):
+        runs.list_logs("nope")
+
+
+def test_records_keep_their_fields(runs: RunStore) -> None:
+    run = create(runs)
+    record = LogRecord(
+        run_id=run.run_id,
+        seq=1,
+        ts=123.5,
+        type=LogType.STEP_FAILED,
+        step=0,
+        node="a",
+        attempt=1,
+        duration_ms=12.25,
+        message="a failed: ValueError: boom",
+        data={"error": {"type": "ValueError", "message": "boom"}, "unicode": "ü"},
+    )
+    runs.commit(run.run_id, run.position, changes_for(run, [record]), [record])
+    assert runs.list_logs(run.run_id, after=0) == [record]
+
+
+# subscribers
+
+
+def test_subscribers_are_added_once_removed_and_returned_on_commit(runs: RunStore) -> None:
+    run = create(runs)
+    subscribed = runs.add_subscriber(run.run_id, "conn-1")
+    assert subscribed.subscribers == ["conn-1"]
+    assert subscribed.next_seq == run.next_seq
+    runs.add_subscriber(run.run_id, "conn-2")
+    again = runs.add_subscriber(run.run_id, "conn-1")
+    assert sorted(again.subscribers) == ["conn-1", "conn-2"]
+
+    committed = step(runs, runs.get_run(run.run_id))
+    assert sorted(committed.subscribers) == ["conn-1", "conn-2"]
+
+    runs.remove_subscriber(run.run_id, "conn-1")
+    runs.remove_subscriber(run.run_id, "conn-unknown")
+    assert runs.get_run(run.run_id).subscribers == ["conn-2"]
+    committed = step(runs, committed)
+    assert committed.subscribers == ["conn-2"]
+
+    runs.remove_subscriber(run.run_id, "conn-2")
+    assert runs.get_run(run.run_id).subscribers == []
+    assert step(runs, committed).subscribers == []
+
+
+def test_subscribing_does_not_change_the_run(runs: RunStore) -> None:
+    run = create(runs, state={"a": 1})
+    runs.add_subscriber(run.run_id, "conn-1")
+    committed = step(runs, run, {"a": 2})
+    assert committed.state == {"a": 2}
+    assert committed.subscribers == ["conn-1"]
+
+
+def test_subscribing_to_an_unknown_run_is_not_found(runs: RunStore) -> None:
+    with pytest.raises(RunNotFoundError):
+        runs.add_subscriber("nope", "conn-1")
+    runs.remove_subscriber("nope", "conn-1")
+    with pytest.raises(RunNotFoundError):
+        runs.get_run("nope")
+
+
+# large state
+
+
+def test_a_state_of_several_megabytes_round_trips(runs: RunStore) -> None:
+    big = "x" * (3 * 1024 * 1024)
+    rows = [{"id": i, "text": f"row {i} " + "y" * 20_000} for i in range(100)]
+    run = create(runs, state={"big": big, "small": 1})
+    assert runs.get_run(run.run_id).state == {"big": big, "small": 1}
+
+    committed = step(runs, run, {"rows": rows, "medium": ["z" * 30_000] * 3})
+    expected = {"big": big, "small": 1, "rows": rows, "medium": ["z" * 30_000] * 3}
+    assert committed.state == expected
+    assert runs.get_run(run.run_id).state == expected
+
+    many = {f"part{i}": "p" * 40_000 for i in range(60)}
+    committed = step(runs, committed, many)
+    assert runs.get_run(run.run_id).state == {**expected, **many}
