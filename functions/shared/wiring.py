@@ -13,6 +13,7 @@ Configuration (environment):
   post log records to WebSocket subscribers; no subscribers are served without it.
 * ``WORKFLOW_TOOL_MODULES``: comma-separated modules that register tools
   (default ``engine.tools.dq``).
+* ``RUN_TTL_DAYS``: days a finished run and its log are kept (default 30).
 * ``AWS_ENDPOINT_URL``: honoured by boto3 itself; the local stack points it at moto.
 """
 
@@ -38,6 +39,7 @@ class Settings:
     step_queue_url: str
     ws_endpoint: str | None
     tool_modules: tuple[str, ...]
+    ttl_days: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -74,7 +76,7 @@ def store() -> DynamoStore:
 
     config = settings()
     blobs = S3BlobStore(client("s3"), config.blob_bucket) if config.blob_bucket else None
-    return DynamoStore(client("dynamodb"), config.table_name, blobs=blobs)
+    return DynamoStore(client("dynamodb"), config.table_name, blobs=blobs, ttl_days=config.ttl_days)
 
 
 def broadcaster(endpoint: str | None = None) -> WebSocketBroadcaster | None:
