@@ -5,8 +5,19 @@ BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
+SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
 REGION ?= us-east-1
-PY312 ?= $(shell command -v python3.12 2>/dev/null)
+# `sam build` needs the functions' runtime, python3.12, on PATH. Override with
+# `make sam-build PY312=/path/to/python3.12`; otherwise a python3.12 that runs, else
+# pyenv's newest 3.12 (a pyenv shim alone fails when 3.12 is not the active version),
+# else one under $PYENV_ROOT/versions. Looked up once, and only by the targets that use it.
+ifeq ($(origin PY312),undefined)
+PY312 = $(eval PY312 := $(shell { python3.12 -c 'import sys; print(sys.executable)' || \
+	{ v=$$(pyenv versions --bare | grep -E '^3\.12(\.[0-9]+)?$$' | sort -V | tail -n 1) && [ -n "$$v" ] && \
+	  echo "$$(pyenv prefix "$$v")/bin/python3.12"; } || \
+	ls -d "$${PYENV_ROOT:-$$HOME/.pyenv}"/versions/3.12*/bin/python3.12 | sort -V | tail -n 1; } 2>/dev/null))$(PY312)
+endif
+export SAM_CLI_TELEMETRY := 0
 
 .PHONY: venv test lint fmt typecheck sam-validate sam-build demo dev bench clean
 
@@ -21,6 +32,16 @@ venv: $(BIN)/.installed
 test: venv
 	$(BIN)/pytest -q -n 2
 
+# The Data Quality Pipeline, three scenarios at once, on the stack `make dev` runs (else one started
+# for the demo). Options: make demo DEMO_ARGS='--records 100,200 --seed 7'
+demo: venv
+	$(BIN)/python -m local.demo $(DEMO_ARGS)
+
+# The whole system on this machine with the real handlers: moto, the HTTP and WebSocket APIs on
+# 127.0.0.1:8000, the step pollers. Ctrl-C stops it. Options: make dev DEV_ARGS='--port 0 --workers 8'
+dev: venv
+	$(BIN)/python -m local.stack $(DEV_ARGS)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -33,6 +54,33 @@ fmt: venv
 bench: venv
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/core.py
+
+# SAM CLI pins boto3 and pydantic exactly: it lives in its own virtualenv, never in $(VENV).
+$(SAM_STAMP):
+	rm -rf $(SAM_VENV)
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+sam-validate: $(SAM_STAMP)
+	$(SAM) validate --lint --region $(REGION) --template-file template.yaml
+
+# Builds into .aws-sam/build with samconfig.toml's defaults, then checks the artifacts
+# (packages, layer architecture, handler imports): scripts/check_sam_build.py.
+sam-build: $(SAM_STAMP)
+	@if [ -z "$(PY312)" ] || ! "$(PY312)" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then \
+	  echo "sam-build: no python3.12 found (the Lambda runtime is python3.12): install one (e.g. pyenv install 3.12)," >&2; \
+	  echo "           or pass its path: make sam-build PY312=/path/to/python3.12" >&2; exit 1; fi
+	PATH="$(dir $(PY312)):$$PATH" $(SAM) build --region $(REGION) --template-file template.yaml
+	$(SAM_VENV)/bin/python scripts/check_sam_build.py --python "$(PY312)" .aws-sam/build
+
+# Called by `sam build` (BuildMethod: makefile, built in source) with ARTIFACTS_DIR set:
+# a function's artifact is the two packages it imports, without bytecode caches.
+SAM_FUNCTIONS := ApiFunction StepFunction DeadLetterFunction WebSocketFunction
+.PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
+$(addprefix build-,$(SAM_FUNCTIONS)):
+	@test -n "$(ARTIFACTS_DIR)" || { echo "$@ is run by sam build" >&2; exit 1; }
+	tar -cf - --exclude='__pycache__' --exclude='*.py[co]' engine functions | tar -xf - -C "$(ARTIFACTS_DIR)"
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
