@@ -52,6 +52,7 @@ class Settings:
             tool_modules=tuple(m for m in modules.split(",") if m.strip())
             if modules
             else DEFAULT_TOOL_MODULES,
+            ttl_days=float(os.environ.get("RUN_TTL_DAYS", "30")),
         )
 
 
