@@ -83,7 +83,9 @@ class EdgeRule(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _accept_when_or_condition(cls, value: Any) -> Any:
-        if isinstance(value, dict) and "when" in value and "condition" not in value:
+        if isinstance(value, dict) and "when" in value:
+            if "condition" in value:
+                raise ValueError("give the rule's condition as 'when' or as 'condition', not both")
             value = dict(value)
             value["condition"] = value.pop("when")
         return value
@@ -173,6 +175,19 @@ def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = _RepeatedKeys(pairs)
     obj.pairs = pairs
     return obj
+
+
+def repeated_edge_sources(raw: Any) -> list[str]:
+    """Sources named more than once in the ``edges`` object of a definition read by :func:`loads_definition`.
+
+    JSON keeps only the last of them, so all but one of their edges would be
+    lost without a word.
+    """
+    edges = raw.get("edges") if isinstance(raw, dict) else None
+    if not isinstance(edges, _RepeatedKeys):
+        return []
+    names = Counter(k for k, _ in edges.pairs)
+    return sorted(name for name, count in names.items() if count > 1)
 
 
 def loads_definition(text: str | bytes) -> Any:

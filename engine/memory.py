@@ -12,6 +12,24 @@ from typing import Any
 from engine.errors import ConflictError, GraphNotFoundError, RunNotFoundError, StaleStepError
 from engine.model import GraphRecord, LogRecord, Run, RunChanges, StepMessage
 
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
+def _fresh(value: Any) -> Any:
+    """A copy of JSON-like data that shares nothing mutable with ``value``.
+
+    Faster than :func:`copy.deepcopy` for the dicts, lists and scalars a state is
+    made of; anything else is deep-copied.
+    """
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is dict:
+        return {k: v if type(v) in _ATOMS else _fresh(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _ATOMS else _fresh(v) for v in value]
+    return copy.deepcopy(value)
+
 
 class InMemoryGraphStore:
     def __init__(self) -> None:
@@ -41,7 +59,11 @@ class InMemoryGraphStore:
 
 
 class InMemoryRunStore:
-    """Runs and logs in dicts. Stored objects are copies: a caller cannot change them behind the store."""
+    """Runs and logs in dicts.
+
+    State goes in and out as copies all the way down, as it would through a
+    database: neither a caller nor a tool can change a stored run behind the store.
+    """
 
     def __init__(self) -> None:
         self._runs: dict[str, Run] = {}
@@ -70,7 +92,7 @@ class InMemoryRunStore:
             run = self._runs[run_id]
         except KeyError:
             raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id) from None
-        return run.model_copy(update={"state": copy.copy(run.state), "subscribers": list(run.subscribers)})
+        return _detached(run)
 
     def commit(
         self, run_id: str, expected: tuple[int, int], changes: RunChanges, records: list[LogRecord]
@@ -82,9 +104,11 @@ class InMemoryRunStore:
             if run.position != expected or run.status.terminal:
                 raise StaleStepError(f"run {run_id} is at {run.position} ({run.status}), not {expected}")
             updated = changes.apply(run)
+            for key in changes.state_updates:
+                updated.state[key] = _fresh(updated.state[key])
             self._runs[run_id] = updated
             self._logs[run_id].extend(records)
-            return updated.model_copy(update={"state": copy.copy(updated.state)})
+            return _detached(updated)
 
     def list_logs(self, run_id: str, after: int = -1, limit: int = 1000) -> list[LogRecord]:
         if run_id not in self._runs:
@@ -107,6 +131,10 @@ class InMemoryRunStore:
                 self._runs[run_id] = run.model_copy(update={"subscribers": remaining})
 
 
+def _detached(run: Run) -> Run:
+    return run.model_copy(update={"state": _fresh(run.state), "subscribers": list(run.subscribers)})
+
+
 class InMemoryConnectionStore:
     def __init__(self) -> None:
         self._runs: dict[str, list[str]] = defaultdict(list)
@@ -126,23 +154,24 @@ class InMemoryStepQueue:
     """A queue ordered by ``not_before`` then arrival; drops a duplicate ``dedup_id`` while the first is queued."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, StepMessage]] = []
+        self._heap: list[tuple[float, int, str, StepMessage]] = []
         self._queued: set[str] = set()
         self._counter = itertools.count()
         self.sent = 0
 
     def send(self, message: StepMessage) -> None:
         self.sent += 1
-        if message.dedup_id in self._queued:
+        key = message.dedup_id
+        if key in self._queued:
             return
-        self._queued.add(message.dedup_id)
-        heapq.heappush(self._heap, (message.not_before or 0.0, next(self._counter), message))
+        self._queued.add(key)
+        heapq.heappush(self._heap, (message.not_before or 0.0, next(self._counter), key, message))
 
     def pop(self) -> StepMessage | None:
         if not self._heap:
             return None
-        _, _, message = heapq.heappop(self._heap)
-        self._queued.discard(message.dedup_id)
+        _, _, key, message = heapq.heappop(self._heap)
+        self._queued.discard(key)
         return message
 
     def __len__(self) -> int:

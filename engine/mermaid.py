@@ -24,8 +24,26 @@ def describe_condition(condition: dict[str, Any]) -> str:
     return f"{condition.get('key')} {condition.get('op')} {json.dumps(condition.get('value'))}"
 
 
-def _node_id(name: str) -> str:
-    return "n__end((end))" if name == END else "n_" + re.sub(r"\W", "_", name)
+_END_ID = "n__end"
+
+
+def _base_id(name: str) -> str:
+    return "n_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def _node_ids(graph: Graph) -> dict[str, str]:
+    """A Mermaid id per node: its name made safe, with a suffix where two names would collide."""
+    ids: dict[str, str] = {}
+    used = {_END_ID}
+    for name in graph.nodes:
+        base = candidate = _base_id(name)
+        suffix = 1
+        while candidate in used:
+            suffix += 1
+            candidate = f"{base}_{suffix}"
+        ids[name] = candidate
+        used.add(candidate)
+    return ids
 
 
 def _label(text: str) -> str:
@@ -33,6 +51,12 @@ def _label(text: str) -> str:
 
 
 def to_mermaid(graph: Graph) -> str:
+    """A ``flowchart TD`` of the graph: the start node rounded, edges to the end to an ``end`` circle."""
+    ids = _node_ids(graph)
+
+    def _node_id(name: str) -> str:
+        return f"{_END_ID}((end))" if name == END else ids.get(name) or _base_id(name)
+
     lines = ["flowchart TD"]
     for name, node in graph.nodes.items():
         text = f"{_label(name)}<br/><small>{_label(node.tool)}</small>"
@@ -50,5 +74,5 @@ def to_mermaid(graph: Graph) -> str:
             lines.append(f'    {_node_id(name)} -.->|"on error"| {_node_id(node.catch)}')
     ends = [name for name in graph.nodes if name not in graph.edges]
     for name in ends:
-        lines.append(f"    {_node_id(name)} --> n__end((end))")
+        lines.append(f"    {_node_id(name)} --> {_node_id(END)}")
     return "\n".join(dict.fromkeys(lines)) + "\n"

@@ -114,10 +114,12 @@ class RunChanges(BaseModel):
 
     def apply(self, run: Run) -> Run:
         """Return ``run`` with these changes, as every store must persist them."""
-        state = {**run.state, **self.state_updates} if self.state_updates else run.state
-        fields = self.model_dump(exclude={"state_updates"})
-        fields["error"] = self.error
-        return run.model_copy(update={**fields, "state": state})
+        update = {name: getattr(self, name) for name in _RUN_FIELDS_CHANGED}
+        update["state"] = {**run.state, **self.state_updates} if self.state_updates else run.state
+        return run.model_copy(update=update)
+
+
+_RUN_FIELDS_CHANGED = tuple(name for name in RunChanges.model_fields if name != "state_updates")
 
 
 class StepMessage(BaseModel):

@@ -63,13 +63,8 @@ class ToolRegistry:
         existing = self._tools.get(name)
         if existing is not None and existing.func is not func:
             raise ValueError(f"tool {name!r} is already registered by {existing.func.__module__}")
-        doc = description or inspect.getdoc(func) or ""
-        entry = Tool(
-            name,
-            func,
-            doc.strip().splitlines()[0] if doc else "",
-            inspect.iscoroutinefunction(func),
-        )
+        doc = (description or "").strip() or (inspect.getdoc(func) or "").strip()
+        entry = Tool(name, func, doc.splitlines()[0] if doc else "", _is_async(func))
         self._tools[name] = entry
         return entry
 
@@ -94,6 +89,13 @@ class ToolRegistry:
 
     def describe(self) -> list[dict[str, Any]]:
         return [self._tools[name].describe() for name in self.names()]
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    """Whether calling ``func`` gives a coroutine: an ``async def`` function, or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(func):
+        return True
+    return inspect.iscoroutinefunction(type(func).__call__)
 
 
 REGISTRY = ToolRegistry()

@@ -146,7 +146,8 @@ class WorkflowService:
             if existing is not None:
                 return existing
         record = self.graphs.get_graph(graph_id, version)
-        self._compiled.setdefault((record.graph_id, record.version), CompiledGraph(record.definition))
+        if (record.graph_id, record.version) not in self._compiled:
+            self._compiled[(record.graph_id, record.version)] = CompiledGraph(record.definition)
         now = self.clock()
         run = Run(
             run_id=self.ids(),

@@ -12,7 +12,8 @@ import asyncio
 import random as _random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,39 @@ class _Log:
         return self.run.next_seq + len(self.records)
 
 
+def _timeout_error(tool: Tool, timeout: float) -> ToolTimeoutError:
+    return ToolTimeoutError(f"tool {tool.name!r} ran longer than {timeout:g}s")
+
+
+def _run_async(tool: Tool, coroutine: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
+    """Run an async tool's coroutine to the end on an event loop of its own.
+
+    A ``TimeoutError`` the tool raises itself stays a ``TimeoutError``; only the
+    node's own timeout becomes :class:`ToolTimeoutError`. When this thread already
+    runs an event loop (the service called from async code), ``asyncio.run``
+    cannot nest, so the coroutine runs on a new loop in a worker thread.
+    """
+
+    async def bounded() -> Any:
+        if timeout is None:
+            return await coroutine
+        scope = asyncio.timeout(timeout)
+        try:
+            async with scope:
+                return await coroutine
+        except TimeoutError:
+            if scope.expired():
+                raise _timeout_error(tool, timeout) from None
+            raise
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(bounded())
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tool-{tool.name}") as pool:
+        return pool.submit(asyncio.run, bounded()).result()
+
+
 def invoke_tool(tool: Tool, state: dict[str, Any], ctx: ToolContext, timeout: float | None) -> Any:
     """Call a sync or async tool, failing with :class:`ToolTimeoutError` past ``timeout`` seconds.
 
@@ -65,13 +99,7 @@ def invoke_tool(tool: Tool, state: dict[str, Any], ctx: ToolContext, timeout: fl
     stop a thread. The attempt fails all the same and its result is discarded.
     """
     if tool.is_async:
-        coroutine = tool.func(state, ctx)
-        if timeout is None:
-            return asyncio.run(coroutine)  # type: ignore[arg-type]
-        try:
-            return asyncio.run(asyncio.wait_for(coroutine, timeout))  # type: ignore[arg-type]
-        except TimeoutError:
-            raise ToolTimeoutError(f"tool {tool.name!r} ran longer than {timeout:g}s") from None
+        return _run_async(tool, tool.func(state, ctx), timeout)  # type: ignore[arg-type]
     if timeout is None:
         return tool.func(state, ctx)
     box: dict[str, Any] = {}
@@ -86,7 +114,7 @@ def invoke_tool(tool: Tool, state: dict[str, Any], ctx: ToolContext, timeout: fl
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        raise ToolTimeoutError(f"tool {tool.name!r} ran longer than {timeout:g}s")
+        raise _timeout_error(tool, timeout)
     if "error" in box:
         raise box["error"]
     return box.get("result")
@@ -185,6 +213,11 @@ def execute_step(
         if not isinstance(result, dict):
             raise TypeError(
                 f"tool {node.tool!r} returned {type(result).__name__}, expected a dict of state updates"
+            )
+        bad_keys = [key for key in result if not isinstance(key, str)]
+        if bad_keys:
+            raise TypeError(
+                f"tool {node.tool!r} returned the keys {bad_keys!r}: state update keys must be strings"
             )
     except Exception as exc:
         return _after_failure(compiled, run, log, node_name, exc, (time.perf_counter() - tick) * 1000, random)

@@ -9,12 +9,46 @@ from pydantic import ValidationError
 
 from engine import conditions
 from engine.errors import InvalidGraphError, Problem
-from engine.graph import END, Graph, duplicate_node_names
+from engine.graph import END, Graph, duplicate_node_names, repeated_edge_sources
 from engine.registry import ToolRegistry
+
+_EDGE_NAME = "str"
+_EDGE_RULES = "list[EdgeRule]"
+_EDGE_SHAPE = 'an edge must be a node name or a list of rules such as {"when": {...}, "to": "node"}'
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "graph"
+
+
+def _problems_of(exc: ValidationError) -> list[Problem]:
+    """Pydantic's errors as problems, without the noise of the edge union.
+
+    An edge is ``str | list[EdgeRule]``: pydantic reports a failing edge once per
+    member of the union, under locations such as ``edges.a.str`` and
+    ``edges.a.list[EdgeRule].0.condition``. This keeps the errors of the member
+    the input was meant for (a list means rules), locates a rule as
+    :func:`find_problems` does (``edges.a[0].when``, whichever spelling the
+    condition used), and turns an edge that is neither a string nor a list into
+    one problem.
+    """
+    problems: list[Problem] = []
+    for err in exc.errors():
+        loc = err["loc"]
+        if len(loc) >= 3 and loc[0] == "edges" and loc[2] in (_EDGE_NAME, _EDGE_RULES):
+            edge_at = f"edges.{loc[1]}"
+            if loc[2] == _EDGE_NAME:
+                if not isinstance(err["input"], list):
+                    problems.append(Problem(edge_at, _EDGE_SHAPE))
+                continue
+            if len(loc) == 3:
+                continue
+            index, *rest = loc[3:]
+            fields = ["when" if part == "condition" and i == 0 else part for i, part in enumerate(rest)]
+            problems.append(Problem(_where((f"{edge_at}[{index}]", *fields)), err["msg"]))
+            continue
+        problems.append(Problem(_where(loc), err["msg"]))
+    return problems
 
 
 def parse_graph(raw: Any) -> Graph:
@@ -24,10 +58,17 @@ def parse_graph(raw: Any) -> Graph:
     problems = [
         Problem(f"nodes.{name}", "node name is used more than once") for name in duplicate_node_names(raw)
     ]
+    problems.extend(
+        Problem(
+            f"edges.{name}",
+            "edges from this node are given more than once; give one edge or one list of rules",
+        )
+        for name in repeated_edge_sources(raw)
+    )
     try:
         graph = Graph.model_validate(raw)
     except ValidationError as exc:
-        problems.extend(Problem(_where(err["loc"]), err["msg"]) for err in exc.errors())
+        problems.extend(_problems_of(exc))
         raise InvalidGraphError(problems) from None
     if problems:
         raise InvalidGraphError(problems)
@@ -40,6 +81,10 @@ def find_problems(graph: Graph, registry: ToolRegistry) -> list[Problem]:
     nodes = graph.nodes
     if graph.start_node not in nodes:
         problems.append(Problem("start_node", f"start node {graph.start_node!r} is not a node"))
+    if END in nodes:
+        problems.append(
+            Problem(f"nodes.{END}", f"the name {END!r} is reserved for the edge target that ends a run")
+        )
     for name, node in nodes.items():
         if node.tool not in registry:
             problems.append(Problem(f"nodes.{name}.tool", f"unknown tool {node.tool!r}"))
@@ -52,6 +97,10 @@ def find_problems(graph: Graph, registry: ToolRegistry) -> list[Problem]:
             if edge not in nodes and edge != END:
                 problems.append(Problem(f"edges.{source}", f"edge to unknown node {edge!r}"))
             continue
+        if not edge:
+            problems.append(
+                Problem(f"edges.{source}", "has no rules; leave the node out of edges to end the run there")
+            )
         default_at: int | None = None
         for i, rule in enumerate(edge):
             where = f"edges.{source}[{i}]"
@@ -79,7 +128,8 @@ def _reachability_problems(graph: Graph) -> list[Problem]:
         for n in known
         if n not in reachable
     ]
-    ends = [n for n in known if graph.ends_at(n)]
+    # A node with an edge to an unknown node is reported as such; it is not also called a trap.
+    ends = [n for n in known if graph.ends_at(n) or any(t not in known for t in graph.successors(n))]
     backward: dict[str, list[str]] = {n: [] for n in known}
     for source, targets in forward.items():
         for target in targets:
