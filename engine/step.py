@@ -8,7 +8,6 @@ The service commits them atomically from the position it read.
 
 from __future__ import annotations
 
-import asyncio
 import random as _random
 import threading
 import time
@@ -25,6 +24,33 @@ from engine.registry import Tool, ToolContext, ToolRegistry
 
 Clock = Callable[[], float]
 MESSAGE_LIMIT = 500
+ERROR_MESSAGE_LIMIT = 2000
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def json_problem(value: Any, path: str = "") -> str | None:
+    """Where ``value`` stops being JSON (dicts with string keys, lists, scalars), or ``None``.
+
+    State is stored as JSON; a tool that returns a set or a datetime fails its
+    attempt here, under the node's retry policy, rather than at the commit.
+    """
+    if isinstance(value, _JSON_SCALARS):
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path or 'the update'} has a {type(key).__name__} key {key!r}"
+            found = json_problem(item, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = json_problem(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None
+    return f"{path} is a {type(value).__name__}"
 
 
 @dataclass(frozen=True)
@@ -70,7 +96,9 @@ def _run_async(tool: Tool, coroutine: Coroutine[Any, Any, Any], timeout: float |
     node's own timeout becomes :class:`ToolTimeoutError`. When this thread already
     runs an event loop (the service called from async code), ``asyncio.run``
     cannot nest, so the coroutine runs on a new loop in a worker thread.
+    ``asyncio`` is imported here: a graph of sync tools never pays for it.
     """
+    import asyncio
 
     async def bounded() -> Any:
         if timeout is None:
@@ -219,6 +247,9 @@ def execute_step(
             raise TypeError(
                 f"tool {node.tool!r} returned the keys {bad_keys!r}: state update keys must be strings"
             )
+        problem = json_problem(result)
+        if problem is not None:
+            raise TypeError(f"tool {node.tool!r} returned state that is not JSON: {problem}")
     except Exception as exc:
         return _after_failure(compiled, run, log, node_name, exc, (time.perf_counter() - tick) * 1000, random)
     duration_ms = (time.perf_counter() - tick) * 1000
@@ -302,7 +333,10 @@ def _after_failure(
 ) -> StepOutcome:
     node = compiled.graph.nodes[node_name]
     now = log.clock()
-    error = RunError(type=type(exc).__name__, message=str(exc) or type(exc).__name__, node=node_name)
+    text = str(exc) or type(exc).__name__
+    if len(text) > ERROR_MESSAGE_LIMIT:
+        text = text[:ERROR_MESSAGE_LIMIT] + f"... ({len(text) - ERROR_MESSAGE_LIMIT} more characters)"
+    error = RunError(type=type(exc).__name__, message=text, node=node_name)
     log.add(
         LogType.STEP_FAILED,
         f"{node_name} attempt {run.attempt} failed: {error.type}: {error.message}",

@@ -604,3 +604,32 @@ def test_a_timeout_error_raised_by_an_async_tool_itself_keeps_its_type(
     run = run_graph({"start_node": "a", "nodes": {"a": {"tool": "t.own_timeout", "timeout_seconds": 5}}})
     assert run.error is not None
     assert (run.error.type, run.error.message) == ("TimeoutError", "upstream took too long")
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [({1, 2}, "out is a set"), ({"nested": [1, {"when": time}]}, "out.nested[1].when is a module")],
+)
+def test_a_tool_returning_values_that_are_not_json_fails_the_attempt(
+    registry: ToolRegistry, run_graph: RunGraph, value: Any, where: str
+) -> None:
+    @registry.tool("t.not_json")
+    def not_json(state: dict[str, Any], ctx: ToolContext) -> Any:
+        return {"out": value}
+
+    run = run_graph({"start_node": "a", "nodes": {"a": "t.not_json"}})
+    assert run.status is RunStatus.FAILED
+    assert run.error is not None
+    assert run.error.message == f"tool 't.not_json' returned state that is not JSON: {where}"
+    assert "out" not in run.state
+
+
+def test_a_huge_error_message_is_cut_to_a_storable_size(registry: ToolRegistry, run_graph: RunGraph) -> None:
+    @registry.tool("t.shouts")
+    def shouts(state: dict[str, Any], ctx: ToolContext) -> Any:
+        raise ValueError("x" * 1_000_000)
+
+    run = run_graph({"start_node": "a", "nodes": {"a": "t.shouts"}})
+    assert run.error is not None
+    assert run.error.message.startswith("x" * 2000 + "... (998000 more characters)")
+    assert len(run.error.message) < 2100
