@@ -1,0 +1,75 @@
+"""The HTTP API Lambda (API Gateway HTTP API, payload format 2.0).
+
+Routes live in :mod:`functions.api.routes`, one Powertools router per resource;
+errors are mapped in :mod:`functions.api.errors`. ``GET /openapi.json`` serves
+the OpenAPI document and ``GET /docs`` Swagger UI with its assets inlined (no
+CDN). The Swagger route is registered on the first request for it: it pulls in
+Powertools' OpenAPI models, which no other request needs, so cold starts skip them.
+
+Responses are not recorded in traces: Swagger UI alone is 1.7 MB, X-Ray's
+segment limit 64 KB, and run states can be large.
+
+Configuration (environment), besides :mod:`functions.shared.wiring`'s:
+``WAIT_BUDGET_SECONDS`` (default 25): how long ``wait`` runs execute in the
+request; ``MAX_BODY_BYTES`` (default 1 MiB): larger bodies get a 413.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.api import errors
+from functions.api.body import loads_json
+from functions.api.routes import graphs, legacy, runs, tools
+from functions.shared.observability import logger, metrics, tracer
+
+TITLE = "graphflow"
+API_VERSION = "1.0.0"
+DESCRIPTION = (
+    "A graph workflow engine: register tools, describe workflows as JSON graphs, start runs and follow "
+    "their logs. Errors are JSON `{code, message, details?}` with a stable `code`."
+)
+DOCS_PATH = "/docs"
+
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=loads_json)
+app.configure_openapi(title=TITLE, version=API_VERSION, description=DESCRIPTION)
+errors.register(app)
+app.include_router(graphs.router)
+app.include_router(runs.router)
+app.include_router(tools.router)
+app.include_router(legacy.router)
+
+
+@cache
+def openapi_document() -> str:
+    return app.get_openapi_json_schema()
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_json() -> Response[str]:
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi_document())
+
+
+@app.get("/", include_in_schema=False)
+def index() -> dict[str, str]:
+    return {"name": TITLE, "version": API_VERSION, "docs": DOCS_PATH, "openapi": "/openapi.json"}
+
+
+@cache
+def enable_docs() -> None:
+    """Register Swagger UI at :data:`DOCS_PATH` (once per execution environment)."""
+    app.enable_swagger(path=DOCS_PATH, compress=True)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)  # type: ignore[untyped-decorator]
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if str(event.get("rawPath", "")).endswith(DOCS_PATH):
+        enable_docs()
+    return app.resolve(event, context)

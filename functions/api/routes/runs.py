@@ -1,0 +1,174 @@
+"""``/runs``: start runs (queued, or executed in the request with ``wait``), read them, their logs, cancel."""
+
+from __future__ import annotations
+
+import os
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from aws_lambda_powertools.metrics import MetricUnit
+
+from engine.errors import BadRequestError
+from engine.model import Run
+from functions.api.schemas import (
+    CancelRequest,
+    LogsPage,
+    RunAccepted,
+    RunRequest,
+    RunView,
+    errors,
+    ok,
+)
+from functions.shared import wiring
+from functions.shared.observability import logger, metrics, tracer
+
+router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
+
+DEFAULT_WAIT_BUDGET_SECONDS = 25.0
+RESPONSE_MARGIN_SECONDS = 2.0
+
+RunId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+def bind_run(run_id: str) -> None:
+    """Tag this request's log lines and trace with the run it is about."""
+    logger.append_keys(run_id=run_id)
+    tracer.put_annotation(key="run_id", value=run_id)
+
+
+def count_started(mode: str) -> None:
+    metrics.add_metric(name="RunsStarted", unit=MetricUnit.Count, value=1)
+    metrics.add_metadata(key="start_mode", value=mode)
+
+
+def wait_budget_seconds(context: Any) -> float:
+    """Seconds a request may spend running steps: ``WAIT_BUDGET_SECONDS`` (default 25).
+
+    Never more than the Lambda invocation has left, less a margin to answer in.
+    """
+    budget = float(os.environ.get("WAIT_BUDGET_SECONDS", DEFAULT_WAIT_BUDGET_SECONDS))
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining):
+        budget = min(budget, remaining() / 1000 - RESPONSE_MARGIN_SECONDS)
+    return max(0.0, budget)
+
+
+def run_inline(graph_id: str, initial_state: dict[str, Any], idempotency_key: str | None = None) -> Run:
+    """Start a run and execute it in this request for up to the wait budget."""
+    run = wiring.service().run_inline(
+        graph_id,
+        initial_state,
+        budget_seconds=wait_budget_seconds(router.lambda_context),
+        idempotency_key=idempotency_key,
+    )
+    bind_run(run.run_id)
+    count_started("wait")
+    logger.info("run executed inline", extra={"status": run.status.value, "step": run.step})
+    return run
+
+
+def accepted(run: Run) -> Response[RunAccepted]:
+    body = RunAccepted(
+        run_id=run.run_id, status=run.status, graph_id=run.graph_id, graph_version=run.graph_version
+    )
+    return Response(
+        status_code=HTTPStatus.ACCEPTED,
+        content_type=content_types.APPLICATION_JSON,
+        body=body,
+        headers={"Location": f"/runs/{run.run_id}"},
+    )
+
+
+@router.post(
+    "/runs",
+    summary="Start a run",
+    description="Queues the run's first step and answers 202. With `wait: true` the steps run in this "
+    "request for up to `WAIT_BUDGET_SECONDS`: 200 with the run if it ended, else 202 (the queue goes on).",
+    tags=["runs"],
+    responses={
+        **ok(200, "`wait`: the run ended; its final state", RunView),
+        **ok(202, "Accepted: the run goes on in the background", RunAccepted),
+        **errors(400, 404, 413, 415),
+    },
+)
+def start_run(request: Annotated[RunRequest, Body()]) -> Response[Any]:
+    if request.wait:
+        if request.version is not None:
+            raise BadRequestError(
+                "`version` cannot be combined with `wait`: inline runs use the latest version"
+            )
+        run = run_inline(request.graph_id, request.initial_state, request.idempotency_key)
+        if run.status.terminal:
+            return Response(
+                status_code=HTTPStatus.OK,
+                content_type=content_types.APPLICATION_JSON,
+                body=RunView.of(run).model_dump(mode="json"),
+                headers={"Location": f"/runs/{run.run_id}"},
+            )
+        return accepted(run)
+    run = wiring.service().start_run(
+        request.graph_id,
+        request.initial_state,
+        idempotency_key=request.idempotency_key,
+        version=request.version,
+    )
+    bind_run(run.run_id)
+    count_started("queue")
+    logger.info("run started", extra={"graph_id": run.graph_id, "graph_version": run.graph_version})
+    return accepted(run)
+
+
+@router.get(
+    "/runs/<run_id>",
+    summary="Get a run",
+    description="Status, current node, step, state, error and timestamps.",
+    tags=["runs"],
+    responses={**ok(200, "The run"), **errors(404)},
+)
+def get_run(
+    run_id: RunId,
+    include_state: Annotated[bool, Query(description="Leave the state out with `false`.")] = True,
+) -> RunView:
+    bind_run(run_id)
+    return RunView.of(wiring.service().get_run(run_id), include_state=include_state)
+
+
+@router.get(
+    "/runs/<run_id>/logs",
+    summary="Read a run's log",
+    description="Records with `seq > after`, in order, at most `limit`. Poll with `after=next_after`.",
+    tags=["runs"],
+    responses={**ok(200, "A page of log records"), **errors(404)},
+)
+def run_logs(
+    run_id: RunId,
+    after: Annotated[int, Query(ge=-1, description="The last sequence number already seen.")] = -1,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> LogsPage:
+    bind_run(run_id)
+    service = wiring.service()
+    records = service.list_logs(run_id, after, limit)
+    if not records:
+        service.get_run(run_id)
+    return LogsPage(run_id=run_id, records=records, next_after=records[-1].seq if records else after)
+
+
+@router.post(
+    "/runs/<run_id>/cancel",
+    summary="Cancel a run",
+    description="Moves the run to CANCELLED; 409 `run_finished` if it already ended.",
+    tags=["runs"],
+    responses={**ok(200, "The cancelled run"), **errors(400, 404, 409, 415)},
+)
+def cancel_run(
+    run_id: RunId,
+    request: Annotated[CancelRequest | None, Body(description="Optional: why the run is cancelled.")] = None,
+) -> RunView:
+    bind_run(run_id)
+    reason = (request or CancelRequest()).reason
+    run = wiring.service().cancel(run_id, reason)
+    logger.info("run cancelled", extra={"reason": reason})
+    return RunView.of(run)

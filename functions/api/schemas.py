@@ -1,0 +1,216 @@
+"""Request and response bodies of the HTTP API, as pydantic models (they are also the OpenAPI schemas)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.graph import Graph
+from engine.model import GraphRecord, LogRecord, Run, RunError, RunStatus
+
+GRAPH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a stable ``code`` to branch on and a ``message`` for people."""
+
+    code: str = Field(examples=["graph_not_found"])
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class GraphSummary(BaseModel):
+    graph_id: str
+    version: int
+    name: str
+    description: str | None = None
+    created_at: float
+
+    @classmethod
+    def of(cls, record: GraphRecord) -> GraphSummary:
+        return cls.model_validate(record.summary())
+
+
+class GraphDetail(GraphSummary):
+    definition: Graph
+
+    @classmethod
+    def of(cls, record: GraphRecord) -> GraphDetail:
+        return cls(**record.summary(), definition=record.definition)
+
+
+class GraphList(BaseModel):
+    graphs: list[GraphSummary]
+
+
+class Diagram(BaseModel):
+    graph_id: str
+    version: int
+    mermaid: str
+
+
+class RunRequest(BaseModel):
+    """Start a run of a graph (its latest version unless ``version`` is given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    graph_id: str = Field(min_length=1, max_length=128)
+    initial_state: dict[str, Any] = Field(default_factory=dict)
+    wait: bool = Field(
+        default=False,
+        description="Run the steps in this request for up to the wait budget: 200 with the finished run, "
+        "or 202 if it was handed to the queue. Cannot be combined with `version`.",
+    )
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="A repeated key returns the run first started with it instead of starting another.",
+    )
+    version: int | None = Field(default=None, ge=1)
+
+
+class RunAccepted(BaseModel):
+    """A run that was started (or found by its idempotency key) and is going on in the background."""
+
+    run_id: str
+    status: RunStatus
+    graph_id: str
+    graph_version: int
+
+
+class RunView(BaseModel):
+    """A run as the API shows it: status, position, state, error and timestamps (epoch seconds)."""
+
+    run_id: str
+    graph_id: str
+    graph_version: int
+    status: RunStatus
+    current_node: str | None = None
+    step: int
+    attempt: int
+    state: dict[str, Any] | None = Field(default=None, description="Left out with `include_state=false`.")
+    error: RunError | None = None
+    created_at: float
+    updated_at: float
+    finished_at: float | None = None
+    idempotency_key: str | None = None
+
+    @classmethod
+    def of(cls, run: Run, *, include_state: bool = True) -> RunView:
+        fields = run.model_dump(exclude={"subscribers", "state", "next_seq", "not_before"})
+        return cls(**fields, state=run.state if include_state else None)
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="cancelled by request", min_length=1, max_length=500)
+
+
+class LogsPage(BaseModel):
+    """Log records with ``seq > after``, in order; ask again with ``after=next_after`` for the next page."""
+
+    run_id: str
+    records: list[LogRecord]
+    next_after: int
+
+
+class ToolInfo(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    description: str
+    is_async: bool = Field(alias="async")
+
+
+class ToolList(BaseModel):
+    tools: list[ToolInfo]
+
+
+class LegacyCreated(BaseModel):
+    graph_id: str
+    version: int
+
+
+class LegacyRunRequest(BaseModel):
+    graph_id: str = Field(min_length=1, max_length=128)
+    initial_state: dict[str, Any] = Field(default_factory=dict)
+
+
+class LegacyRunResult(BaseModel):
+    """What ``POST /graph/run`` answered in the FastAPI versions: the run with its final state and log."""
+
+    run_id: str
+    status: RunStatus
+    final_state: dict[str, Any]
+    error: RunError | None = None
+    logs: list[LogRecord]
+
+
+class LegacyRunStarted(BaseModel):
+    run_id: str
+    status: RunStatus
+
+
+class LegacyExecution(BaseModel):
+    """A run's status, current state and its log so far."""
+
+    run_id: str
+    graph_id: str
+    status: RunStatus
+    current_node: str | None = None
+    step: int
+    state: dict[str, Any]
+    error: RunError | None = None
+    logs: list[LogRecord]
+
+
+class DemoRequest(BaseModel):
+    """Settings of the data-quality demo (``dq.initialize`` fills in a default for each one left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: int | None = Field(default=None, ge=1, le=100_000, description="How many customer rows to make.")
+    seed: int | None = Field(
+        default=None, ge=-(2**63), lt=2**63, description="Seed of the generated dataset."
+    )
+    target_score: float | None = Field(default=None, ge=0, le=1, description="The quality score to reach.")
+    max_iterations: int | None = Field(default=None, ge=1, le=10, description="Repair loops at most.")
+
+
+class DemoStarted(BaseModel):
+    run_id: str
+    graph_id: str
+    status: RunStatus
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Malformed JSON, an invalid graph (`details.problems` lists every problem) or an unusable value",
+    404: "Unknown graph or run",
+    409: "Conflict: the run already ended, or the id is taken",
+    413: "Request body too large",
+    415: "The body is not sent as `application/json`",
+    422: "Request failed validation (`details.errors`)",
+}
+
+
+def ok(status: int, description: str, model: type[BaseModel] | None = None) -> dict[int, OpenAPIResponse]:
+    """An OpenAPI success response; without ``model`` its schema is the route's return annotation."""
+    response: OpenAPIResponse = {"description": description}
+    if model is not None:
+        response["content"] = {"application/json": {"model": model}}
+    return {status: response}
+
+
+def errors(*statuses: int) -> dict[int, OpenAPIResponse]:
+    """OpenAPI error responses of a route; 422 and 500 are always listed (every route can answer them)."""
+    content: dict[str, Any] = {"application/json": {"model": ErrorBody}}
+    out: dict[int, OpenAPIResponse] = {
+        status: {"description": _ERROR_DESCRIPTIONS[status], "content": content}
+        for status in (*statuses, 422)
+    }
+    out[500] = {"description": "Unexpected error (`internal_error`)", "content": content}
+    return out
