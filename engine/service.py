@@ -228,6 +228,7 @@ class WorkflowService:
         *,
         budget_seconds: float = 25.0,
         idempotency_key: str | None = None,
+        version: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> Run:
         """Start a run and execute its steps in this process for up to ``budget_seconds``.
@@ -238,7 +239,9 @@ class WorkflowService:
         still going when the budget is spent is handed to the queue at once.
         """
         deadline = self.clock() + budget_seconds
-        run = self.start_run(graph_id, initial_state, idempotency_key=idempotency_key, enqueue=False)
+        run = self.start_run(
+            graph_id, initial_state, idempotency_key=idempotency_key, version=version, enqueue=False
+        )
         if run.status.terminal or run.position != (0, 1):
             return run
         self.queue.send(StepMessage(run_id=run.run_id, step=0, not_before=deadline + WATCHDOG_GRACE_SECONDS))

@@ -51,10 +51,10 @@ def _problems_of(exc: ValidationError) -> list[Problem]:
     return problems
 
 
-def parse_graph(raw: Any) -> Graph:
-    """Build a :class:`Graph` from parsed JSON, turning pydantic's errors into :class:`Problem` s."""
+def _parse(raw: Any) -> tuple[Graph | None, list[Problem]]:
+    """The graph (``None`` if its fields do not fit the model) and the problems found on the way."""
     if isinstance(raw, Graph):
-        return raw
+        return raw, []
     problems = [
         Problem(f"nodes.{name}", "node name is used more than once") for name in duplicate_node_names(raw)
     ]
@@ -66,11 +66,16 @@ def parse_graph(raw: Any) -> Graph:
         for name in repeated_edge_sources(raw)
     )
     try:
-        graph = Graph.model_validate(raw)
+        return Graph.model_validate(raw), problems
     except ValidationError as exc:
         problems.extend(_problems_of(exc))
-        raise InvalidGraphError(problems) from None
-    if problems:
+        return None, problems
+
+
+def parse_graph(raw: Any) -> Graph:
+    """Build a :class:`Graph` from parsed JSON, turning pydantic's errors into :class:`Problem` s."""
+    graph, problems = _parse(raw)
+    if graph is None or problems:
         raise InvalidGraphError(problems)
     return graph
 
@@ -159,9 +164,14 @@ def _closure(start: list[str], links: dict[str, list[str]]) -> set[str]:
 
 
 def validate_graph(raw: Any, registry: ToolRegistry) -> Graph:
-    """Parse and check a graph definition; raise :class:`InvalidGraphError` listing every problem."""
-    graph = parse_graph(raw)
-    problems = find_problems(graph, registry)
-    if problems:
+    """Parse and check a graph definition; raise :class:`InvalidGraphError` listing every problem.
+
+    A repeated node name does not stop the structural checks: they run on the
+    graph as JSON loading left it (the last definition of each name).
+    """
+    graph, problems = _parse(raw)
+    if graph is not None:
+        problems.extend(find_problems(graph, registry))
+    if graph is None or problems:
         raise InvalidGraphError(problems)
     return graph

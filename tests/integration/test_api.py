@@ -428,12 +428,13 @@ def test_wait_hands_a_long_run_to_the_queue(api: Api, monkeypatch: pytest.Monkey
     assert handed_over == [StepMessage(run_id=run_id, step=run["step"], attempt=run["attempt"])]
 
 
-def test_wait_with_a_version_is_a_bad_request(api: Api) -> None:
+def test_wait_with_a_version_runs_that_version(api: Api) -> None:
     graph_id = api.create_graph(LOOP_GRAPH)
+    wiring.service().add_graph_version(graph_id, LOOP_GRAPH)
     reply = api("api_start_run_wait", body={"graph_id": graph_id, "wait": True, "version": 1})
-    assert reply.status == 400
-    assert reply.json()["code"] == "bad_request"
-    assert api.drain_queue() == []
+    assert reply.status == 200
+    assert reply.json()["graph_version"] == 1
+    assert reply.json()["status"] == "SUCCEEDED"
 
 
 def test_logs_page_with_after_and_limit(api: Api) -> None:

@@ -285,8 +285,20 @@ def test_edges_from_one_node_given_twice_in_json_text(registry: ToolRegistry) ->
      "edges": {"a": "b", "b": "c", "a": "c"}}
     """
     problems = problems_of(loads_definition(text), registry)
-    assert where(problems) == ["edges.a"]
+    assert where(problems) == ["edges.a", "nodes.b"]
     assert "more than once" in problems[0].message
+    assert "unreachable" in problems[1].message
+
+
+def test_repeated_node_names_do_not_hide_other_problems(registry: ToolRegistry) -> None:
+    text = """
+    {"start_node": "a",
+     "nodes": {"a": "t.noop", "a": "t.missing", "b": "t.noop"},
+     "edges": {"a": "b", "b": "nowhere"}}
+    """
+    problems = problems_of(loads_definition(text), registry)
+    assert where(problems) == ["nodes.a", "nodes.a.tool", "edges.b"]
+    assert [p.message for p in problems][1:] == ["unknown tool 't.missing'", "edge to unknown node 'nowhere'"]
 
 
 def test_duplicate_node_names_in_the_list_form(registry: ToolRegistry) -> None:

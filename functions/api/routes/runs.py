@@ -11,7 +11,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
 
-from engine.errors import BadRequestError
 from engine.model import Run
 from functions.api.schemas import (
     CancelRequest,
@@ -56,13 +55,19 @@ def wait_budget_seconds(context: Any) -> float:
     return max(0.0, budget)
 
 
-def run_inline(graph_id: str, initial_state: dict[str, Any], idempotency_key: str | None = None) -> Run:
+def run_inline(
+    graph_id: str,
+    initial_state: dict[str, Any],
+    idempotency_key: str | None = None,
+    version: int | None = None,
+) -> Run:
     """Start a run and execute it in this request for up to the wait budget."""
     run = wiring.service().run_inline(
         graph_id,
         initial_state,
         budget_seconds=wait_budget_seconds(router.lambda_context),
         idempotency_key=idempotency_key,
+        version=version,
     )
     bind_run(run.run_id)
     count_started("wait")
@@ -96,11 +101,7 @@ def accepted(run: Run) -> Response[RunAccepted]:
 )
 def start_run(request: Annotated[RunRequest, Body()]) -> Response[Any]:
     if request.wait:
-        if request.version is not None:
-            raise BadRequestError(
-                "`version` cannot be combined with `wait`: inline runs use the latest version"
-            )
-        run = run_inline(request.graph_id, request.initial_state, request.idempotency_key)
+        run = run_inline(request.graph_id, request.initial_state, request.idempotency_key, request.version)
         if run.status.terminal:
             return Response(
                 status_code=HTTPStatus.OK,
