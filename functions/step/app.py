@@ -12,19 +12,24 @@ A record that keeps failing reaches the DLQ, whose consumer marks the run FAILED
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 
+from engine.errors import RunNotFoundError
 from engine.model import StepMessage
-from engine.service import StepDisposition
+from engine.service import StepDisposition, StepResult
 from functions.shared import wiring
 from functions.shared.observability import logger, metrics, tracer
 
 MAX_VISIBILITY_SECONDS = 12 * 60 * 60
+MISSING_RUN_BACKOFF = (0.05, 0.1, 0.2, 0.4, 0.8)
+MISSING_RUN_RETRY_SECONDS = 5
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 processor.raise_on_entire_batch_failure = False
@@ -34,21 +39,55 @@ class StepDeferred(Exception):
     """The record is a retry that is not due yet; SQS redelivers it when it is."""
 
 
+def hide(record: SQSRecord, seconds: float) -> None:
+    """Make a record due again in ``seconds`` instead of at the end of the queue's visibility timeout."""
+    timeout = min(MAX_VISIBILITY_SECONDS, max(1, math.ceil(seconds)))
+    try:
+        wiring.client("sqs").change_message_visibility(
+            QueueUrl=wiring.settings().step_queue_url,
+            ReceiptHandle=record.receipt_handle,
+            VisibilityTimeout=timeout,
+        )
+    except ClientError as exc:
+        logger.warning("could not change the record's visibility", extra={"error": str(exc)})
+
+
 def defer(record: SQSRecord, seconds: float) -> None:
     """Hide a record until it is due and hand it back to SQS."""
-    timeout = min(MAX_VISIBILITY_SECONDS, max(1, math.ceil(seconds)))
-    queue_url = wiring.settings().step_queue_url
-    wiring.client("sqs").change_message_visibility(
-        QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=timeout
-    )
+    hide(record, seconds)
     raise StepDeferred(f"due in {seconds:.3f}s")
+
+
+def run_step(message: StepMessage) -> StepResult:
+    """Execute a message's step; a first step may overtake the write that creates its run.
+
+    ``start_run`` sends the first message before it stores the run (so a crash
+    in between loses nothing), so a fast consumer can find no run yet. The read
+    is tried again for up to about 1.5 s; after that the record is handed back
+    to SQS, due again in :data:`MISSING_RUN_RETRY_SECONDS`, and a run that never
+    appears ends in the DLQ, which drops its message.
+    """
+    service = wiring.service()
+    for delay in (*MISSING_RUN_BACKOFF, None):
+        try:
+            return service.run_step(message)
+        except RunNotFoundError:
+            if message.position != (0, 1) or delay is None:
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 @tracer.capture_method
 def handle_record(record: SQSRecord) -> None:
     message = StepMessage.model_validate_json(record.body)
     logger.append_keys(run_id=message.run_id, step=message.step, attempt=message.attempt)
-    result = wiring.service().run_step(message)
+    try:
+        result = run_step(message)
+    except RunNotFoundError:
+        logger.warning("no run for this step message yet")
+        hide(record, MISSING_RUN_RETRY_SECONDS)
+        raise
     disposition = result.disposition
     logger.info("step handled", extra={"disposition": disposition.value, "status": result.run.status.value})
     metrics.add_metric(name=f"Steps_{disposition.value}", unit=MetricUnit.Count, value=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -13,10 +14,10 @@ from functions.dlq import app as dlq_app
 from functions.shared import wiring
 from functions.step import app as step_app
 from local.esm import EventSourceMapping
+from local.lambda_context import LocalContext
 from tests.integration.conftest import AwsEnv
 from tests.support.events import load_event
 from tests.support.tools import FLAKY_GRAPH, LOOP_GRAPH
-from local.lambda_context import LocalContext
 
 
 @pytest.fixture
@@ -142,7 +143,9 @@ def test_retry_waits_without_blocking_other_runs(env: AwsEnv) -> None:
     assert LogType.RETRY_SCHEDULED in types
 
 
-def test_poison_message_ends_in_the_dlq_and_fails_its_run(env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_poison_message_ends_in_the_dlq_and_fails_its_run(
+    env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
     poisoned = start(LOOP_GRAPH, {"i": 0})
     healthy = start(LOOP_GRAPH, {"i": 0})
     store = wiring.store()
@@ -171,3 +174,26 @@ def test_poison_message_ends_in_the_dlq_and_fails_its_run(env: AwsEnv, monkeypat
 
 def test_dlq_sample_event_for_a_missing_run_is_acknowledged(env: AwsEnv) -> None:
     assert dlq_app.lambda_handler(load_event("dlq_sqs"), LocalContext()) == {"batchItemFailures": []}
+
+
+def test_a_first_step_that_overtakes_its_run_waits_for_it(
+    env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = wiring.store()
+    original = store.create_run
+    late: list[threading.Thread] = []
+
+    def create_later(run: Any, records: Any) -> Any:
+        thread = threading.Timer(0.3, original, (run, records))
+        thread.start()
+        late.append(thread)
+        return run
+
+    monkeypatch.setattr(store, "create_run", create_later)
+    run_id = start(LOOP_GRAPH, {"i": 0})
+    mapping = steps_esm(env)
+    outcome = mapping.poll_once()
+    assert (outcome.received, outcome.failed) == (1, 0)
+    late[0].join()
+    mapping.drain()
+    assert wiring.service().get_run(run_id).status is RunStatus.SUCCEEDED
