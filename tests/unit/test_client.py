@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from engine.model import LogRecord
-from local import cli
+from local import cli, demo
 from local.client import (
     ApiError,
     EndpointError,
@@ -483,3 +483,51 @@ class TestCliMain:
         assert cli.main(["--endpoint", "http://api.test", "run", "g", "--state", "[1]"]) == 2
         assert "JSON object" in capsys.readouterr().err
         assert api == []
+
+
+class TestDemoTracker:
+    def test_progress_follows_nodes_iterations_steps_and_the_end(self) -> None:
+        tracker = demo.Tracker(demo.Scenario("300 records", 300))
+        script = [
+            ("run_started", "initialize", None),
+            ("step_started", "initialize", 1),
+            ("step_succeeded", "initialize", 1),
+            ("step_started", "profile", 1),
+            ("step_failed", "profile", 1),
+            ("retry_scheduled", "profile", 2),
+            ("step_started", "profile", 2),
+            ("step_succeeded", "profile", 2),
+            ("step_started", "profile", 1),
+            ("step_succeeded", "profile", 1),
+            ("run_succeeded", "report", None),
+        ]
+        lines = []
+        for seq, (type_, node, attempt) in enumerate(script):
+            data = {
+                "run_id": RUN,
+                "seq": seq,
+                "ts": 0.0,
+                "type": type_,
+                "step": 0,
+                "node": node,
+                "attempt": attempt,
+            }
+            lines.append(tracker.observe(LogRecord.model_validate(data)))
+        assert (tracker.iteration, tracker.steps, tracker.node, tracker.status) == (
+            2,
+            3,
+            "report",
+            "SUCCEEDED",
+        )
+        assert tracker.done
+        assert [line for line in lines if line and "iteration" in line] == [
+            "iteration 1 starts",
+            "iteration 2 starts",
+        ]
+
+    @pytest.mark.parametrize("records", ["", "0,5", "a,b"])
+    def test_bad_record_counts_exit_2(self, records: str, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as raised:
+            demo.main(["--records", records])
+        assert raised.value.code == 2
+        assert "--records" in capsys.readouterr().err

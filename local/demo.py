@@ -1,0 +1,438 @@
+"""``make demo``: the Data Quality Pipeline end to end on the local stack, three scenarios at once.
+
+Uses the local stack that ``.local-stack/stack.json`` points to if its process
+lives (``make dev``), else starts one in this process and stops it at the end
+(``--endpoint``/``--ws-endpoint`` aim it at any stack, a deployed one too).
+It registers the data-quality graph over HTTP, starts one run per scenario,
+follows the three logs over the WebSocket concurrently with a progress bar per
+run, then prints a table per scenario and the stack's throughput.
+
+Exit code 0 only when every run SUCCEEDED. Without a terminal (CI) the progress
+bars become plain lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
+
+from engine.model import LogRecord
+from local.client import ClientError, Endpoints, WorkflowClient, is_terminal, local_stack_endpoints
+
+GRAPH_NAME = "data_quality"
+DEFAULT_RECORDS = (300, 600, 1000)
+DEFAULT_SEED = 42
+DEFAULT_MAX_ITERATIONS = 5
+DEFAULT_TIMEOUT = 300.0
+LOOP_NODE = "profile"
+STEPS_PER_ITERATION = 5
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One run of the pipeline: how many records to generate, from which seed."""
+
+    name: str
+    records: int
+    seed: int = DEFAULT_SEED
+
+    def initial_state(self) -> dict[str, Any]:
+        return {"records": self.records, "seed": self.seed}
+
+
+def scenarios_for(records: Sequence[int], seed: int = DEFAULT_SEED) -> list[Scenario]:
+    return [Scenario(f"{count} records", count, seed) for count in records]
+
+
+@dataclass
+class Tracker:
+    """What a follower has seen of one run, read by the progress display."""
+
+    scenario: Scenario
+    run_id: str = ""
+    node: str = "queued"
+    iteration: int = 0
+    steps: int = 0
+    status: str = "PENDING"
+    last_message: str = ""
+    finished_at: float | None = None
+    error: str | None = None
+    run: dict[str, Any] = field(default_factory=dict)
+
+    def observe(self, record: LogRecord) -> str | None:
+        """Take one log record; return a line worth printing without a progress bar, if any."""
+        kind = record.type.value
+        if record.node:
+            self.node = record.node
+        if kind == "run_started":
+            self.status = "RUNNING"
+        elif kind == "step_started" and record.node == LOOP_NODE and record.attempt in (None, 1):
+            self.iteration += 1
+            return f"iteration {self.iteration} starts"
+        elif kind == "step_succeeded":
+            self.steps += 1
+        elif kind in ("step_failed", "retry_scheduled"):
+            return f"{kind} at {record.node}: {record.message}"
+        elif is_terminal(record):
+            self.status = kind.removeprefix("run_").upper()
+            self.finished_at = time.monotonic()
+            self.last_message = record.message
+            return f"{self.status}: {record.message}"
+        return None
+
+    @property
+    def done(self) -> bool:
+        return self.finished_at is not None or self.error is not None
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    run_id: str
+    status: str
+    steps: int
+    duration_seconds: float | None
+    quality: dict[str, Any]
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+
+@dataclass
+class DemoReport:
+    graph_id: str
+    results: list[ScenarioResult]
+    wall_seconds: float
+    run_seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.results) and all(r.succeeded for r in self.results)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(r.steps for r in self.results)
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.total_steps / self.run_seconds if self.run_seconds > 0 else 0.0
+
+
+def _follow(client: WorkflowClient, tracker: Tracker, timeout: float, say: Callable[[str], None]) -> None:
+    try:
+        for record in client.follow(tracker.run_id, timeout=timeout, notify=say):
+            line = tracker.observe(record)
+            if line:
+                say(line)
+    except (ClientError, TimeoutError) as exc:
+        tracker.error = f"{type(exc).__name__}: {exc}"
+        say(tracker.error)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description:<14}"),
+        BarColumn(bar_width=30),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TextColumn("iteration {task.fields[iteration]}"),
+        TextColumn("{task.fields[node]:<15}"),
+        TextColumn("{task.fields[status]:<9}"),
+        TimeElapsedColumn(),
+        console=console,
+        refresh_per_second=10,
+    )
+
+
+def _watch(
+    client: WorkflowClient, trackers: list[Tracker], console: Console, timeout: float, max_steps: int
+) -> None:
+    """Follow every run in its own thread, with a progress bar per run (plain lines without a terminal)."""
+    live = console.is_interactive
+    lock = threading.Lock()
+
+    def sayer(tracker: Tracker) -> Callable[[str], None]:
+        def say(line: str) -> None:
+            if live:
+                return
+            with lock:
+                console.print(Text.assemble((f"[{tracker.scenario.name}] ", "bold"), line))
+
+        return say
+
+    threads = [
+        threading.Thread(
+            target=_follow,
+            args=(client, tracker, timeout, sayer(tracker)),
+            name=f"follow-{tracker.scenario.records}",
+            daemon=True,
+        )
+        for tracker in trackers
+    ]
+    for thread in threads:
+        thread.start()
+    with _progress(console) if live else contextlib.nullcontext() as progress:
+        tasks = (
+            [
+                progress.add_task(t.scenario.name, total=max_steps, node="", iteration=0, status="")
+                for t in trackers
+            ]
+            if progress is not None
+            else []
+        )
+        while any(thread.is_alive() for thread in threads):
+            if progress is not None:
+                _update(progress, tasks, trackers, max_steps)
+            time.sleep(0.1)
+        if progress is not None:
+            _update(progress, tasks, trackers, max_steps)
+    for thread in threads:
+        thread.join()
+
+
+def _update(progress: Progress, tasks: list[Any], trackers: list[Tracker], max_steps: int) -> None:
+    for task, tracker in zip(tasks, trackers, strict=True):
+        finished = tracker.done and tracker.status == "SUCCEEDED"
+        progress.update(
+            task,
+            completed=tracker.steps,
+            total=tracker.steps if finished else max(max_steps, tracker.steps),
+            node=tracker.node,
+            iteration=tracker.iteration,
+            status=tracker.status if tracker.done else "",
+        )
+
+
+def _result(client: WorkflowClient, tracker: Tracker) -> ScenarioResult:
+    try:
+        run = client.get_run(tracker.run_id)
+    except ClientError as exc:
+        return ScenarioResult(
+            tracker.scenario, tracker.run_id, tracker.status, tracker.steps, None, {}, str(exc)
+        )
+    state = run.get("state") or {}
+    quality = (state.get("report") or {}).get("quality") or {}
+    created, finished = run.get("created_at"), run.get("finished_at")
+    duration = float(finished) - float(created) if created is not None and finished is not None else None
+    error = run.get("error")
+    message = tracker.error or (f"{error.get('type')}: {error.get('message')}" if error else None)
+    return ScenarioResult(
+        tracker.scenario,
+        tracker.run_id,
+        str(run.get("status")),
+        int(run.get("step", 0)),
+        duration,
+        quality,
+        message,
+    )
+
+
+def run_demo(
+    client: WorkflowClient,
+    scenarios: Sequence[Scenario] | None = None,
+    *,
+    console: Console | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_iterations: int | None = None,
+) -> DemoReport:
+    """Register the data-quality graph, run every scenario at once, follow them, and gather the results.
+
+    Raises:
+        ClientError: the graph could not be created or a run not started.
+    """
+    from engine.graphs import load_graph_json
+
+    console = console or Console()
+    scenarios = list(scenarios or scenarios_for(DEFAULT_RECORDS))
+    started = time.monotonic()
+    definition = load_graph_json(GRAPH_NAME)
+    graph = client.create_graph(definition)
+    graph_id = str(graph["graph_id"])
+    console.print(
+        Text.assemble("graph ", (graph_id, "bold"), f" v{graph['version']} ({definition.get('name')})")
+    )
+
+    trackers = [Tracker(scenario) for scenario in scenarios]
+    runs_started = time.monotonic()
+    for tracker in trackers:
+        state = tracker.scenario.initial_state()
+        if max_iterations is not None:
+            state["max_iterations"] = max_iterations
+        accepted = client.start_run(graph_id, state)
+        tracker.run_id = str(accepted["run_id"])
+        console.print(Text.assemble(f"{tracker.scenario.name:>14}: run ", (tracker.run_id, "bold")))
+
+    iterations = max_iterations or DEFAULT_MAX_ITERATIONS
+    max_steps = min(int(definition.get("max_steps", 100)), 2 + STEPS_PER_ITERATION * iterations)
+    _watch(client, trackers, console, timeout, max_steps)
+    finished = [t.finished_at for t in trackers if t.finished_at is not None]
+    run_seconds = (max(finished) if finished else time.monotonic()) - runs_started
+    results = [_result(client, tracker) for tracker in trackers]
+    return DemoReport(graph_id, results, time.monotonic() - started, run_seconds)
+
+
+def _score(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+
+def _count(value: Any) -> str:
+    return str(value) if value is not None else "-"
+
+
+def scenario_rows(result: ScenarioResult, client: WorkflowClient) -> list[tuple[str, str]]:
+    """The rows of one scenario's table: scores, anomalies, rows, iterations, steps, duration, the report."""
+    q = result.quality
+    target = (
+        f" (target {_score(q.get('target_score'))}, {'met' if q.get('target_met') else 'not met'})"
+        if q
+        else ""
+    )
+    duration = f"{result.duration_seconds:.2f} s" if result.duration_seconds is not None else "-"
+    rows = [
+        ("quality score", f"{_score(q.get('score_before'))} -> {_score(q.get('score_after'))}{target}"),
+        (
+            "anomalies",
+            f"{_count(q.get('anomalies_found'))} found, {_count(q.get('anomalies_fixed'))} fixed, "
+            f"{_count(q.get('anomalies_quarantined'))} quarantined, {_count(q.get('anomalies_remaining'))} left",
+        ),
+        (
+            "rows",
+            f"{_count(q.get('rows_in'))} in, {_count(q.get('rows_out'))} out, "
+            f"{_count(q.get('quarantined_count'))} quarantined, "
+            f"{_count(q.get('dropped_duplicate_count'))} duplicates dropped",
+        ),
+        ("iterations", _count(q.get("iterations"))),
+        ("steps", str(result.steps)),
+        ("duration", duration),
+    ]
+    if result.error:
+        rows.append(("error", result.error))
+    rows.append(("full report", f"wf status {result.run_id} --key report"))
+    rows.append(("", f"GET {client.run_url(result.run_id)} (in state.report)"))
+    return rows
+
+
+def print_report(report: DemoReport, client: WorkflowClient, console: Console) -> None:
+    """A table per scenario (printed unwrapped: ids and URLs stay whole), then the totals."""
+    for result in report.results:
+        style = "bold green" if result.succeeded else "bold red"
+        console.print(
+            Text.assemble((result.scenario.name, "bold underline"), "  ", (result.status, style)),
+            soft_wrap=True,
+        )
+        for key, value in scenario_rows(result, client):
+            console.print(
+                Text.assemble((f"  {key:<15}", "bold"), (value, "red" if key == "error" else "")),
+                soft_wrap=True,
+            )
+        console.print()
+    succeeded = sum(r.succeeded for r in report.results)
+    console.print(
+        Text.assemble(
+            (
+                f"{succeeded}/{len(report.results)} scenarios succeeded",
+                "bold green" if report.ok else "bold red",
+            ),
+            f"; the stack ran {report.total_steps} steps in {report.run_seconds:.2f} s: ",
+            (f"{report.steps_per_second:.1f} steps/s", "bold"),
+        ),
+        soft_wrap=True,
+    )
+
+
+@contextlib.contextmanager
+def demo_stack(
+    endpoint: str | None, ws_endpoint: str | None, console: Console, cwd: Path | None = None
+) -> Iterator[Endpoints]:
+    """The endpoints to use: given ones, a live ``make dev`` stack, else a local stack started here."""
+    if endpoint:
+        yield Endpoints(endpoint, ws_endpoint, "--endpoint")
+        return
+    found = local_stack_endpoints(cwd or Path.cwd())
+    if found is not None:
+        yield found
+        return
+    from local.stack import LocalStack
+
+    console.print(Text("no running local stack (make dev): starting one in this process", style="dim"))
+    with LocalStack(port=0, moto_port=0, workers=4, log_level="WARNING") as stack:
+        yield Endpoints(stack.http_url, stack.ws_url, "local stack started by the demo")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m local.demo", description="Run the Data Quality Pipeline demo on the local stack."
+    )
+    parser.add_argument(
+        "--records",
+        default=",".join(map(str, DEFAULT_RECORDS)),
+        help="comma-separated record counts, one scenario each (default %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="dataset seed (default %(default)s)")
+    parser.add_argument("--max-iterations", type=int, help="fix-and-evaluate loops at most (graph default 5)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the runs")
+    parser.add_argument("--endpoint", metavar="URL", help="HTTP API of a running stack")
+    parser.add_argument("--ws-endpoint", metavar="URL", help="its WebSocket API")
+    args = parser.parse_args(argv)
+    try:
+        records = [int(part) for part in args.records.split(",") if part.strip()]
+    except ValueError:
+        parser.error(f"--records: {args.records!r} is not a comma-separated list of integers")
+    if not records or min(records) < 1:
+        parser.error("--records: give at least one positive count")
+
+    console = Console(highlight=False, soft_wrap=True)
+    started = time.monotonic()
+    try:
+        with demo_stack(args.endpoint, args.ws_endpoint, console) as endpoints:
+            console.print(
+                Text.assemble(
+                    ("Data Quality Pipeline demo", "bold"),
+                    f" on {endpoints.http_url} ({endpoints.source}); log over {endpoints.ws_url or 'HTTP polling'}",
+                )
+            )
+            with WorkflowClient(endpoints.http_url, endpoints.ws_url) as client:
+                report = run_demo(
+                    client,
+                    scenarios_for(records, args.seed),
+                    console=console,
+                    timeout=args.timeout,
+                    max_iterations=args.max_iterations,
+                )
+                console.print()
+                print_report(report, client, console)
+    except ClientError as exc:
+        console.print(Text(f"demo failed: {exc}", style="bold red"))
+        return 1
+    except KeyboardInterrupt:
+        console.print(Text("interrupted", style="yellow"))
+        return 130
+    console.print(
+        Text.assemble(("total wall time ", "bold"), f"{time.monotonic() - started:.2f} s"), soft_wrap=True
+    )
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
