@@ -5,6 +5,8 @@ Handlers load them through ``WORKFLOW_TOOL_MODULES``, as a deployment loads its 
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 from engine.registry import ToolContext, tool
@@ -48,3 +50,37 @@ FLAKY_GRAPH: dict[str, Any] = {
     "start_node": "try",
     "nodes": {"try": {"tool": "test.flaky", "retry": {"max_attempts": 3, "interval_seconds": 1}}},
 }
+
+
+class WorkerCrash(BaseException):
+    """Escapes the engine and Powertools' batch processor: the whole invocation fails, as when a Lambda dies.
+
+    Only the local stack's step environments should run the tools that raise it.
+    """
+
+
+@tool("test.crash_once", description="Crash the step's invocation on its first delivery, then succeed")
+def crash_once(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """Leaves ``{run_id}-{step}`` in ``state['crash_dir']`` when it crashes, so a redelivery succeeds."""
+    marker = Path(state["crash_dir"]) / f"{ctx.run_id}-{ctx.step}"
+    if not marker.exists():
+        marker.touch()
+        raise WorkerCrash(f"crashed at {ctx.idempotency_key}")
+    return {"recovered_at": ctx.step}
+
+
+@tool("test.crash", description="Crash the step's invocation on every delivery")
+def crash(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    raise WorkerCrash(f"crashed at {ctx.idempotency_key}")
+
+
+@tool("test.gate", description="Wait until the file state['gate'] exists")
+def gate(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """Holds the run at this node until the test creates the file (at most ``state['gate_timeout']`` s, default 20)."""
+    path = Path(state["gate"])
+    deadline = time.monotonic() + float(state.get("gate_timeout", 20))
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear")
+        time.sleep(0.02)
+    return {"gate_passed": True}

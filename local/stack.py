@@ -1,0 +1,518 @@
+"""The local stack: the whole system on one machine, with the handler code that runs on AWS.
+
+``python -m local.stack`` (``make dev``) starts
+
+* a moto server (DynamoDB, SQS, S3) with the table, bucket and queues of
+  ``template.yaml`` (:func:`local.resources.create_resources`);
+* a gateway on one port (:mod:`local.gateway`): the HTTP API for
+  ``functions/api``, the WebSocket API at ``/ws`` for ``functions/ws``, and the
+  API Gateway management endpoint the handlers post WebSocket frames to;
+* a poller (:mod:`local.poller`) that delivers the step queue to
+  ``functions/step`` and the dead-letter queue to ``functions/dlq``, as the
+  Lambda event source mappings do.
+
+Each function runs in execution environments of its own (:mod:`local.runtime`):
+processes that serve one invocation at a time, with the handler environment a
+deployment gets from the template (``TABLE_NAME``, ``STEP_QUEUE_URL``...) pointed
+at moto and at the gateway. The URLs are printed and written to
+``.local-stack/stack.json`` (:mod:`local.state_file`) until the stack stops
+(Ctrl-C or SIGTERM).
+
+From Python (tests, demo, benchmarks)::
+
+    with LocalStack(port=0, moto_port=0, workers=4) as stack:
+        httpx.post(f"{stack.http_url}/graphs", json=...)
+        websockets.connect(f"{stack.ws_url}?run_id=...")
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from local import state_file
+from local.esm import EventSourceMapping
+from local.gateway import EventLoopThread, Gateway
+from local.moto_server import MotoServer
+from local.poller import Poller
+from local.resources import Resources, create_resources, load_template
+from local.runtime import FunctionConfig, InvocationError, LocalFunction, Zygote
+
+log = logging.getLogger(__name__)
+
+REGION = "us-east-1"
+ACCESS_KEY = "testing"
+DEFAULT_VISIBILITY_TIMEOUT = 10
+HANDLERS = {
+    "api": "functions.api.app:lambda_handler",
+    "ws": "functions.ws.app:lambda_handler",
+    "step": "functions.step.app:lambda_handler",
+    "dlq": "functions.dlq.app:lambda_handler",
+}
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A function as the template declares it: handler, timeout, memory and plain environment variables."""
+
+    handler: str
+    timeout_seconds: float = 30.0
+    memory_mb: int = 512
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+def template_functions(template: Mapping[str, Any] | None = None) -> dict[str, FunctionSpec]:
+    """The template's ``AWS::Serverless::Function`` resources, by their handler (``module:attribute``).
+
+    ``Globals.Function`` applies; an environment value that is a ``!Ref`` to a
+    parameter takes the parameter's default; other intrinsic values (ARNs,
+    names of deployed resources) are left out, since the stack sets its own.
+    """
+    template = template if template is not None else load_template()
+    defaults = dict(template.get("Globals", {}).get("Function", {}))
+    parameters = template.get("Parameters", {})
+    found: dict[str, FunctionSpec] = {}
+    for spec in template.get("Resources", {}).values():
+        if spec.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = {**defaults, **(spec.get("Properties") or {})}
+        handler = props.get("Handler")
+        if not isinstance(handler, str) or "." not in handler:
+            continue
+        module, _, attribute = handler.rpartition(".")
+        variables = {
+            **(defaults.get("Environment") or {}).get("Variables", {}),
+            **((spec.get("Properties") or {}).get("Environment") or {}).get("Variables", {}),
+        }
+        environment: dict[str, str] = {}
+        for key, declared in variables.items():
+            value = declared
+            if isinstance(declared, dict) and set(declared) == {"Ref"} and declared["Ref"] in parameters:
+                value = parameters[declared["Ref"]].get("Default")
+            if isinstance(value, str | int | float | bool):
+                environment[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        found[f"{module}:{attribute}"] = FunctionSpec(
+            handler=f"{module}:{attribute}",
+            timeout_seconds=float(props.get("Timeout", 3)),
+            memory_mb=int(props.get("MemorySize", 128)),
+            environment=environment,
+        )
+    return found
+
+
+class LocalStack:
+    """moto server, gateway and poller, started together and stopped together.
+
+    Args:
+        port: the gateway's port on 127.0.0.1 (HTTP API, ``/ws``, management API); 0 picks a free one.
+        moto_port: the moto server's port on 127.0.0.1; 0 picks a free one.
+        workers: concurrent step invocations (step queue pollers, and step environments).
+        visibility_timeout: seconds set as the local step queue's ``VisibilityTimeout``,
+            so that a step whose invocation failed is retried this soon; ``None`` keeps
+            the template's value.
+        tool_modules: ``WORKFLOW_TOOL_MODULES`` for the handlers; default: this process's
+            environment variable, else the handlers' default.
+        environment: more variables for every handler's environment.
+        handlers: ``module:attribute`` overrides for the ``api``, ``ws``, ``step`` or ``dlq`` handler.
+        log_level: ``POWERTOOLS_LOG_LEVEL`` for the handlers.
+        metrics: print Powertools' EMF metric lines (off: ``POWERTOOLS_METRICS_DISABLED``).
+        api_concurrency: concurrent HTTP API invocations.
+        ws_concurrency: concurrent WebSocket invocations.
+        warm: start the step, API and WebSocket environments before :meth:`start` returns.
+        state_file: where to record the URLs while running (``python -m local.stack``
+            uses ``.local-stack/stack.json``); ``None`` writes nothing.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        moto_port: int = 0,
+        workers: int = 4,
+        *,
+        visibility_timeout: int | None = DEFAULT_VISIBILITY_TIMEOUT,
+        tool_modules: Sequence[str] | None = None,
+        environment: Mapping[str, str] | None = None,
+        handlers: Mapping[str, str] | None = None,
+        log_level: str = "INFO",
+        metrics: bool = False,
+        api_concurrency: int = 8,
+        ws_concurrency: int = 4,
+        warm: bool = True,
+        state_file: Path | None = None,
+        prefix: str = "graphflow",
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        unknown = set(handlers or {}) - set(HANDLERS)
+        if unknown:
+            raise ValueError(f"unknown functions {sorted(unknown)}; known: {sorted(HANDLERS)}")
+        self.port = port
+        self.moto_port = moto_port
+        self.workers = workers
+        self.visibility_timeout = visibility_timeout
+        modules = tool_modules
+        if modules is None and os.environ.get("WORKFLOW_TOOL_MODULES"):
+            modules = [m.strip() for m in os.environ["WORKFLOW_TOOL_MODULES"].split(",") if m.strip()]
+        self.tool_modules = tuple(modules) if modules is not None else None
+        self.extra_environment = dict(environment or {})
+        self.handlers = {**HANDLERS, **(handlers or {})}
+        self.log_level = log_level
+        self.metrics = metrics
+        self.api_concurrency = api_concurrency
+        self.ws_concurrency = ws_concurrency
+        self.warm = warm
+        self.state_file = state_file
+        self.prefix = prefix
+
+        self.moto: MotoServer | None = None
+        self.resources: Resources | None = None
+        self.gateway: Gateway | None = None
+        self.poller: Poller | None = None
+        self.functions: dict[str, LocalFunction] = {}
+        self.environment: dict[str, str] = {}
+        self.started_at: datetime | None = None
+        self._loop: EventLoopThread | None = None
+        self._zygote: Zygote | None = None
+        self._clients: dict[str, Any] = {}
+
+    # addresses
+
+    @property
+    def http_url(self) -> str:
+        """The HTTP API, e.g. ``http://127.0.0.1:8000``."""
+        return self._gateway().url
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket API, e.g. ``ws://127.0.0.1:8000/ws``."""
+        return self._gateway().ws_url
+
+    @property
+    def moto_url(self) -> str:
+        if self.moto is None:
+            raise RuntimeError("the local stack is not started")
+        return self.moto.url
+
+    def _gateway(self) -> Gateway:
+        if self.gateway is None or self.gateway.port is None:
+            raise RuntimeError("the local stack is not started")
+        return self.gateway
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for moto (``dynamodb``, ``sqs``, ``s3``) with the stack's fake credentials."""
+        if service not in self._clients:
+            import boto3
+            from botocore.config import Config
+
+            session = boto3.session.Session(
+                aws_access_key_id=ACCESS_KEY, aws_secret_access_key=ACCESS_KEY, region_name=REGION
+            )
+            config = Config(max_pool_connections=max(10, self.workers + 4), retries={"max_attempts": 3})
+            self._clients[service] = session.client(
+                service,  # type: ignore[call-overload]
+                endpoint_url=self.moto_url,
+                config=config,
+            )
+        return self._clients[service]
+
+    @contextlib.contextmanager
+    def handler_environment(self) -> Iterator[dict[str, str]]:
+        """Give this process the handlers' environment while inside, to call them or ``wiring`` in-process.
+
+        The handlers themselves run in their own processes and need none of this;
+        it is for code that wants :func:`functions.shared.wiring.service` against the stack.
+        """
+        from functions.shared import wiring
+
+        saved = dict(os.environ)
+        os.environ.update(self.environment)
+        wiring.reset()
+        try:
+            yield dict(self.environment)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            wiring.reset()
+
+    def info(self) -> dict[str, Any]:
+        """What ``.local-stack/stack.json`` holds."""
+        return {
+            "http_url": self.http_url,
+            "ws_url": self.ws_url,
+            "moto_url": self.moto_url,
+            "pid": os.getpid(),
+            "started_at": (self.started_at or datetime.now(UTC)).isoformat(timespec="seconds"),
+        }
+
+    # lifecycle
+
+    def start(self) -> LocalStack:
+        """Start everything; on failure, stop what was started and raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self._zygote = Zygote()
+        self.moto = MotoServer(self.moto_port).start()
+        self.resources = create_resources(
+            self.client("dynamodb"), self.client("sqs"), self.client("s3"), prefix=self.prefix, region=REGION
+        )
+        if self.visibility_timeout is not None:
+            self.client("sqs").set_queue_attributes(
+                QueueUrl=self.resources.queue_url,
+                Attributes={"VisibilityTimeout": str(self.visibility_timeout)},
+            )
+
+        self._loop = EventLoopThread()
+        self.gateway = Gateway(None, None, port=self.port)
+        self._loop.run(self.gateway.start(), timeout=30)
+        self.environment = self._handler_environment()
+        self._zygote.wait_ready()
+        declared = template_functions()
+        concurrency = {"api": self.api_concurrency, "ws": self.ws_concurrency, "step": self.workers, "dlq": 1}
+        for name, handler in self.handlers.items():
+            spec = declared.get(HANDLERS[name]) or FunctionSpec(HANDLERS[name])
+            self.functions[name] = LocalFunction(
+                FunctionConfig(
+                    name=f"{self.prefix}-{name}",
+                    handler=handler,
+                    environment={**spec.environment, **self.environment},
+                    concurrency=concurrency[name],
+                    timeout_seconds=spec.timeout_seconds,
+                    memory_mb=spec.memory_mb,
+                ),
+                zygote=self._zygote,
+            )
+        if self.warm:
+            self._warm({"step": self.workers, "api": 1, "ws": 1})
+        self.gateway.http_handler = self.functions["api"]
+        self.gateway.ws_handler = self.functions["ws"]
+
+        sqs = self.client("sqs")
+        self.poller = Poller()
+        self.poller.add(
+            EventSourceMapping(
+                sqs,
+                self.resources.queue_url,
+                self.resources.queue_arn,
+                self.functions["step"],
+                batch_size=10,
+                wait_seconds=1,
+                region=REGION,
+                function_name="step",
+            ),
+            workers=self.workers,
+        )
+        self.poller.add(
+            EventSourceMapping(
+                sqs,
+                self.resources.dlq_url,
+                self.resources.dlq_arn,
+                self.functions["dlq"],
+                batch_size=10,
+                wait_seconds=1,
+                region=REGION,
+                function_name="dlq",
+            ),
+            workers=1,
+        )
+        self.poller.start()
+        self.started_at = datetime.now(UTC)
+        if self.state_file is not None:
+            state_file.write(self.info(), self.state_file)
+
+    def _handler_environment(self) -> dict[str, str]:
+        assert self.resources is not None and self.gateway is not None
+        environment = {
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": ACCESS_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "TABLE_NAME": self.resources.table_name,
+            "BLOB_BUCKET": self.resources.bucket,
+            "STEP_QUEUE_URL": self.resources.queue_url,
+            "WS_MANAGEMENT_ENDPOINT": self.gateway.url,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": self.log_level,
+        }
+        if not self.metrics:
+            environment["POWERTOOLS_METRICS_DISABLED"] = "true"
+        if self.tool_modules is not None:
+            environment["WORKFLOW_TOOL_MODULES"] = ",".join(self.tool_modules)
+        environment.update(self.extra_environment)
+        return environment
+
+    def _warm(self, counts: Mapping[str, int]) -> None:
+        def warm(name: str) -> None:
+            try:
+                self.functions[name].warm(counts[name])
+            except InvocationError as exc:
+                log.warning("%s did not initialise: %s", name, exc)
+
+        with ThreadPoolExecutor(max_workers=len(counts)) as pool:
+            list(pool.map(warm, counts))
+
+    def stop(self) -> None:
+        """Stop the poller (batches in flight finish), the gateway (clients get ``$disconnect``), the functions, moto."""
+        if self.poller is not None:
+            self.poller.stop()
+            self.poller = None
+        if self.gateway is not None and self._loop is not None:
+            try:
+                self._loop.run(self.gateway.stop(), timeout=30)
+            except Exception:
+                log.exception("the gateway did not stop cleanly")
+        self.gateway = None
+        for function in self.functions.values():
+            function.close()
+        self.functions = {}
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+        for client in self._clients.values():
+            client.close()
+        self._clients = {}
+        if self.moto is not None:
+            self.moto.stop()
+            self.moto = None
+        if self.state_file is not None:
+            state_file.remove(self.state_file)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def healthy(self) -> bool:
+        """The moto server, the environments' zygote and the poller are still running."""
+        return (
+            self.moto is not None
+            and self.moto.running
+            and self._zygote is not None
+            and self._zygote.alive
+            and self.poller is not None
+            and self.poller.running
+        )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m local.stack",
+        description=(
+            "Run the whole system locally: moto server (DynamoDB, SQS, S3), the HTTP and WebSocket APIs "
+            "on one port, and the step and DLQ pollers, all with the real Lambda handlers."
+        ),
+    )
+    parser.add_argument("--port", type=int, default=8000, help="gateway port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--moto-port", type=int, default=5000, help="moto server port on 127.0.0.1 (0: any)")
+    parser.add_argument("--workers", type=int, default=4, help="concurrent step invocations (default 4)")
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=DEFAULT_VISIBILITY_TIMEOUT,
+        help=(
+            "VisibilityTimeout (seconds) of the local step queue, lowered from the template's so that a "
+            "step whose invocation crashed is retried this soon; 0 keeps the template's value (default %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--tool-modules",
+        default=None,
+        help="comma-separated modules that register tools (WORKFLOW_TOOL_MODULES; default engine.tools.dq)",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", help="the handlers' POWERTOOLS_LOG_LEVEL (default INFO)"
+    )
+    parser.add_argument("--metrics", action="store_true", help="print the handlers' EMF metric lines")
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=state_file.STATE_FILE,
+        help="where to write the URLs while running (default %(default)s)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    running = state_file.read(args.state_file)
+    if running is not None:
+        print(
+            f"a local stack is already running (pid {running['pid']}) at {running['http_url']}; "
+            "stop it first (Ctrl-C in its terminal)",
+            file=sys.stderr,
+        )
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    modules = [m.strip() for m in args.tool_modules.split(",") if m.strip()] if args.tool_modules else None
+    stack = LocalStack(
+        port=args.port,
+        moto_port=args.moto_port,
+        workers=args.workers,
+        visibility_timeout=args.visibility_timeout or None,
+        tool_modules=modules,
+        log_level=args.log_level,
+        metrics=args.metrics,
+        state_file=args.state_file,
+    )
+    started = time.monotonic()
+    try:
+        stack.start()
+    except Exception as exc:
+        print(f"the local stack did not start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(
+            "\n".join(
+                [
+                    f"local stack up in {time.monotonic() - started:.1f}s (pid {os.getpid()})",
+                    f"  HTTP API   {stack.http_url}",
+                    f"  WebSocket  {stack.ws_url}",
+                    f"  moto       {stack.moto_url}",
+                    f"  state      {args.state_file}",
+                    "Ctrl-C to stop.",
+                ]
+            ),
+            flush=True,
+        )
+        while not stop.wait(1.0):
+            if not stack.healthy:
+                print("the moto server or the poller stopped; shutting down", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        print("stopping the local stack...", file=sys.stderr, flush=True)
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

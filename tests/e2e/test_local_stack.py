@@ -1,0 +1,267 @@
+"""The local stack end to end: HTTP API, WebSocket API, step and DLQ pollers, real handlers on moto server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from engine.aws.dynamodb import DynamoStore
+from local.stack import LocalStack
+from tests.e2e.conftest import VISIBILITY_TIMEOUT, run_logs, wait_for_run
+from tests.support.tools import FLAKY_GRAPH
+
+pytestmark = pytest.mark.e2e
+
+TERMINAL_RECORDS = frozenset({"run_succeeded", "run_failed", "run_cancelled", "run_timed_out"})
+
+COUNTER: dict[str, Any] = {
+    "name": "counter",
+    "start_node": "a",
+    "nodes": {"a": {"tool": "test.inc"}, "b": {"tool": "test.noop"}},
+    "edges": {"a": "b", "b": [{"when": {"key": "i", "op": "<", "value": 3}, "to": "a"}, {"to": "__end__"}]},
+}
+
+GATED: dict[str, Any] = {
+    "name": "gated",
+    "start_node": "start",
+    "nodes": {
+        "start": {"tool": "test.noop"},
+        "gate": {"tool": "test.gate"},
+        "a": {"tool": "test.inc"},
+        "b": {"tool": "test.noop"},
+    },
+    "edges": {
+        "start": "gate",
+        "gate": "a",
+        "a": "b",
+        "b": [{"when": {"key": "i", "op": "<", "value": 3}, "to": "a"}, {"to": "__end__"}],
+    },
+}
+
+
+def create_graph(api: httpx.Client, definition: dict[str, Any]) -> str:
+    response = api.post("/graphs", json=definition)
+    assert response.status_code == 201, response.text
+    return str(response.json()["graph_id"])
+
+
+def start_run(api: httpx.Client, graph_id: str, state: dict[str, Any] | None = None) -> str:
+    response = api.post("/runs", json={"graph_id": graph_id, "initial_state": state or {}})
+    assert response.status_code == 202, response.text
+    return str(response.json()["run_id"])
+
+
+def frames_until_end(ws: ClientConnection, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Frames received until a record that ends the run."""
+    frames: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pytest.fail(f"no terminal record within {timeout}s; got {frames}")
+        frame = json.loads(ws.recv(timeout=remaining))
+        frames.append(frame)
+        if frame["type"] == "records" and any(r["type"] in TERMINAL_RECORDS for r in frame["records"]):
+            return frames
+
+
+def seqs(frames: list[dict[str, Any]]) -> list[int]:
+    return [r["seq"] for f in frames if f["type"] == "records" for r in f["records"]]
+
+
+def wait_until(predicate: Any, timeout: float = 15.0, message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{message} not reached within {timeout}s")
+        time.sleep(0.05)
+
+
+def wait_for_log(api: httpx.Client, run_id: str, node: str, type_: str) -> None:
+    wait_until(
+        lambda: any(r["node"] == node and r["type"] == type_ for r in run_logs(api, run_id)),
+        message=f"{type_} at {node}",
+    )
+
+
+@pytest.fixture(scope="module")
+def store(stack: LocalStack) -> DynamoStore:
+    """The stack's DynamoDB store, read from the test."""
+    assert stack.resources is not None
+    return DynamoStore(stack.client("dynamodb"), stack.resources.table_name)
+
+
+def test_data_quality_run_over_http(api: httpx.Client) -> None:
+    response = api.post("/demo/run_data_quality", json={"records": 60, "seed": 3})
+    assert response.status_code == 200, response.text
+    run_id = response.json()["run_id"]
+
+    run = wait_for_run(api, run_id, timeout=45)
+
+    assert run["status"] == "SUCCEEDED", run
+    records = run_logs(api, run_id)
+    assert [r["seq"] for r in records] == list(range(len(records)))
+    assert records[-1]["type"] == "run_succeeded"
+    nodes = {r["node"] for r in records if r["type"] == "step_succeeded"}
+    assert {"initialize", "profile", "detect", "evaluate", "report"} <= nodes
+
+
+def test_subscriber_joining_mid_run_gets_every_record_once(
+    api: httpx.Client, stack: LocalStack, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    run_id = start_run(api, create_graph(api, GATED), {"gate": str(gate)})
+    wait_for_log(api, run_id, "start", "step_succeeded")
+
+    with connect(stack.ws_url) as replaying, connect(f"{stack.ws_url}?run_id={run_id}") as live:
+        replaying.send(json.dumps({"action": "subscribe", "run_id": run_id, "after": -1}))
+        ack = json.loads(replaying.recv(timeout=10))
+        gate.touch()
+        replayed = frames_until_end(replaying)
+        lived = frames_until_end(live)
+
+    assert ack["type"] == "subscribed" and ack["run_id"] == run_id
+    received = seqs(replayed)
+    assert len(received) == len(set(received)), f"duplicates in {received}"
+    assert sorted(received) == list(range(max(received) + 1))
+    assert 2 <= ack["live_from"] <= max(received), "the subscription came mid-run"
+    live_seqs = seqs(lived)
+    assert live_seqs == list(range(live_seqs[0], max(received) + 1)), "live records in order, no gap"
+    final = [r for f in replayed if f["type"] == "records" for r in f["records"] if r["seq"] == max(received)]
+    assert final[0]["type"] == "run_succeeded"
+    assert wait_for_run(api, run_id)["status"] == "SUCCEEDED"
+
+
+def test_twenty_concurrent_runs_succeed(api: httpx.Client) -> None:
+    graph_id = create_graph(api, COUNTER)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        run_ids = list(pool.map(lambda _: start_run(api, graph_id), range(20)))
+        runs = list(pool.map(lambda run_id: wait_for_run(api, run_id, timeout=45), run_ids))
+    elapsed = time.monotonic() - started
+
+    assert [r["status"] for r in runs] == ["SUCCEEDED"] * 20
+    assert all(r["state"]["i"] == 3 for r in runs)
+    for run_id in run_ids:
+        records = run_logs(api, run_id)
+        assert [r["seq"] for r in records] == list(range(len(records)))
+        assert sum(r["type"] == "step_succeeded" for r in records) == 6
+    print(f"20 runs x 6 steps in {elapsed:.2f}s: {120 / elapsed:.0f} steps/s")
+
+
+def test_a_retry_is_handed_back_to_the_queue_until_it_is_due(api: httpx.Client, stack: LocalStack) -> None:
+    assert stack.poller is not None
+    handed_back = stack.poller.stats["step"].failed
+
+    run_id = start_run(api, create_graph(api, FLAKY_GRAPH))
+    run = wait_for_run(api, run_id)
+
+    assert run["status"] == "SUCCEEDED", run
+    assert run["state"]["flaky_ok"] == 2
+    assert "retry_scheduled" in [r["type"] for r in run_logs(api, run_id)]
+    assert stack.poller.stats["step"].failed > handed_back, "reported in batchItemFailures"
+
+
+def test_a_crashed_invocation_is_redelivered_and_the_run_completes(
+    api: httpx.Client, stack: LocalStack, tmp_path: Path
+) -> None:
+    graph_id = create_graph(
+        api,
+        {
+            "name": "crashing",
+            "start_node": "start",
+            "nodes": {"start": {"tool": "test.noop"}, "boom": {"tool": "test.crash_once"}},
+            "edges": {"start": "boom"},
+        },
+    )
+    assert stack.poller is not None
+    crashes_before = stack.poller.stats["step"].invocation_errors
+
+    run_id = start_run(api, graph_id, {"crash_dir": str(tmp_path)})
+    run = wait_for_run(api, run_id, timeout=10 * VISIBILITY_TIMEOUT + 20)
+
+    assert run["status"] == "SUCCEEDED", run
+    assert (tmp_path / f"{run_id}-1").exists(), "the first delivery crashed"
+    assert stack.poller.stats["step"].invocation_errors > crashes_before
+    assert run["state"]["recovered_at"] == 1
+    boom = [r["type"] for r in run_logs(api, run_id) if r["node"] == "boom"]
+    assert boom.count("step_succeeded") == 1, boom
+
+
+def test_a_message_that_keeps_crashing_ends_in_the_dlq_and_fails_the_run(
+    api: httpx.Client, stack: LocalStack
+) -> None:
+    graph_id = create_graph(
+        api,
+        {
+            "name": "always-crashing",
+            "start_node": "start",
+            "nodes": {"start": {"tool": "test.noop"}, "boom": {"tool": "test.crash"}},
+            "edges": {"start": "boom"},
+        },
+    )
+    assert stack.resources is not None
+    receives = stack.resources.max_receive_count
+
+    run_id = start_run(api, graph_id)
+    run = wait_for_run(api, run_id, timeout=(receives + 2) * VISIBILITY_TIMEOUT + 20)
+
+    assert run["status"] == "FAILED", run
+    assert run["error"]["type"] == "StepDeliveryFailed", run["error"]
+    assert run_logs(api, run_id)[-1]["type"] == "run_failed"
+    assert stack.poller is not None and stack.poller.stats["dlq"].received >= 1
+
+
+def test_a_subscriber_that_disconnects_is_removed_from_the_run(
+    api: httpx.Client, stack: LocalStack, store: DynamoStore, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    run_id = start_run(api, create_graph(api, GATED), {"gate": str(gate)})
+    wait_for_log(api, run_id, "start", "step_succeeded")
+
+    with connect(stack.ws_url) as ws:
+        ws.send(json.dumps({"action": "subscribe", "run_id": run_id}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "subscribed"
+        subscribers = store.get_run(run_id).subscribers
+        assert len(subscribers) == 1
+        (connection_id,) = subscribers
+        assert store.runs_of(connection_id) == [run_id]
+
+    wait_until(lambda: not store.get_run(run_id).subscribers, message="the subscriber's removal")
+    assert store.runs_of(connection_id) == []
+    gate.touch()
+    assert wait_for_run(api, run_id)["status"] == "SUCCEEDED"
+
+
+def test_the_management_api_answers_gone_for_a_closed_connection(stack: LocalStack) -> None:
+    import boto3
+
+    client = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    ).client("apigatewaymanagementapi", endpoint_url=stack.http_url)
+    with connect(stack.ws_url) as ws:
+        assert stack.gateway is not None
+        wait_until(lambda: len(stack.gateway.connections) >= 1, message="the connection")  # type: ignore[union-attr]
+        connection_id = next(iter(stack.gateway.connections))
+        client.post_to_connection(ConnectionId=connection_id, Data=b'{"hello": 1}')
+        assert json.loads(ws.recv(timeout=5)) == {"hello": 1}
+        described = client.get_connection(ConnectionId=connection_id)
+        assert described["Identity"]["SourceIp"] == "127.0.0.1"
+    wait_until(lambda: connection_id not in stack.gateway.connections, message="the disconnect")  # type: ignore[union-attr]
+    with pytest.raises(client.exceptions.GoneException):
+        client.post_to_connection(ConnectionId=connection_id, Data=b"late")
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_connections(stack: LocalStack) -> Iterator[None]:
+    yield
+    assert stack.gateway is not None
+    wait_until(lambda: not stack.gateway.connections, timeout=10, message="every client's $disconnect")  # type: ignore[union-attr]
