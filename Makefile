@@ -30,7 +30,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 test: venv
-	$(BIN)/pytest -q -n 2
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # The Data Quality Pipeline, three scenarios at once, on the stack `make dev` runs (else one started
 # for the demo). Options: make demo DEMO_ARGS='--records 100,200 --seed 7'

@@ -60,7 +60,9 @@ def measure(module: str, repeat: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     for module in MODULES.values():
@@ -76,7 +78,11 @@ def main() -> None:
         verdict = "" if target is None else ("ok" if ratio <= target else "MISS")
         print(f"{name:<20}{ms:>12.1f}{ratio:>10.2f}{(f'{target:.2f}' if target else ''):>8} {verdict}")
     print(f"best of {args.repeat}: " + ", ".join(f"{k} {v / best['boto3']:.2f}x" for k, v in best.items()))
-    print(json.dumps({"median_ms": medians, "best_ms": best, "ratio": {k: v / base for k, v in medians.items()}}))
+    print(
+        json.dumps(
+            {"median_ms": medians, "best_ms": best, "ratio": {k: v / base for k, v in medians.items()}}
+        )
+    )
 
 
 if __name__ == "__main__":

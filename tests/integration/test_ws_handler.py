@@ -32,7 +32,9 @@ def esm(env: AwsEnv) -> EventSourceMapping:
     return EventSourceMapping(env.sqs, r.queue_url, r.queue_arn, step_app.lambda_handler, batch_size=1)
 
 
-def ws_event(name: str, connection_id: str, body: Any = None, query: dict[str, str] | None = None) -> dict[str, Any]:
+def ws_event(
+    name: str, connection_id: str, body: Any = None, query: dict[str, str] | None = None
+) -> dict[str, Any]:
     event = load_event(name)
     event["requestContext"]["connectionId"] = connection_id
     if body is not None:
@@ -57,12 +59,15 @@ def test_subscriber_joining_mid_run_gets_every_record_once_in_order(env: AwsEnv)
     mapping = esm(env)
     for _ in range(4):
         mapping.poll_once()
-    assert invoke(ws_event("ws_subscribe", "late", {"action": "subscribe", "run_id": run_id}))["statusCode"] == 200
+    assert (
+        invoke(ws_event("ws_subscribe", "late", {"action": "subscribe", "run_id": run_id}))["statusCode"]
+        == 200
+    )
     mapping.drain()
     assert wiring.service().get_run(run_id).status is RunStatus.SUCCEEDED
     frames = ws.frames("late")
     assert frames[0]["type"] == "subscribed"
-    assert 0 < frames[0]["live_from"]
+    assert frames[0]["live_from"] > 0
     seqs = [r["seq"] for r in ws.records("late")]
     total = len(wiring.service().list_logs(run_id))
     assert seqs == list(range(total))
@@ -116,7 +121,9 @@ def test_unsubscribe_stops_live_records(env: AwsEnv) -> None:
     invoke(ws_event("ws_subscribe", "quits", {"action": "subscribe", "run_id": run_id}))
     invoke(ws_event("ws_unsubscribe", "quits", {"action": "unsubscribe", "run_id": run_id}))
     esm(env).drain()
-    assert ws.records("quits") == [r.model_dump(mode="json", exclude_none=True) for r in wiring.service().list_logs(run_id)[:1]]
+    assert ws.records("quits") == [
+        r.model_dump(mode="json", exclude_none=True) for r in wiring.service().list_logs(run_id)[:1]
+    ]
 
 
 @pytest.mark.parametrize(
