@@ -33,6 +33,7 @@ import httpx
 from websockets.exceptions import WebSocketException
 
 from engine.model import LogRecord
+from local.state_file import pid_alive
 
 TERMINAL_TYPES = frozenset({"run_succeeded", "run_failed", "run_cancelled", "run_timed_out"})
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"})
@@ -540,18 +541,6 @@ class Endpoints:
     http_url: str
     ws_url: str | None
     source: str
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def find_stack_file(start: Path) -> Path | None:

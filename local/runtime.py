@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from local.lambda_context import LocalContext
+from local.state_file import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -95,16 +96,6 @@ def _child_environment(config: FunctionConfig) -> dict[str, str]:
     env.setdefault("AWS_LAMBDA_FUNCTION_NAME", config.name)
     env.setdefault("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", str(config.memory_mb))
     return env
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Zygote:
@@ -282,7 +273,7 @@ class _Environment:
     def alive(self) -> bool:
         if self._popen is not None:
             return self._popen.poll() is None
-        return _pid_alive(self.pid)
+        return pid_alive(self.pid)
 
     def close(self, timeout: float = 2.0) -> None:
         """Ask an idle environment to exit."""

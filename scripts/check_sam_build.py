@@ -59,14 +59,29 @@ def _tag(loader: yaml.SafeLoader, suffix: str, node: Any) -> dict[str, Any]:
 _Loader.add_multi_constructor("!", _tag)
 
 
-def _env_value(name: str, value: Any, parameters: dict[str, Any]) -> str:
-    """A plain value as is, a ``!Ref`` to a parameter as its default, anything else a placeholder."""
-    if isinstance(value, str | int | float):
-        return str(value)
-    ref = value.get("Ref") if isinstance(value, dict) else None
-    if ref in parameters and "Default" in parameters[ref]:
-        return str(parameters[ref]["Default"])
-    return f"sam-build-check-{name.lower()}"
+def _plain(value: Any, parameters: dict[str, Any], conditions: dict[str, Any]) -> Any:
+    """A value with parameter ``Ref`` s, ``If`` and ``Equals`` resolved at the defaults; ``None`` if it cannot be."""
+    if isinstance(value, str | int | float | bool):
+        return value
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    ((tag, arg),) = value.items()
+    tag = tag.removeprefix("Fn::")
+    if tag == "Ref":
+        return parameters.get(arg, {}).get("Default")
+    if tag == "Equals" and isinstance(arg, list) and len(arg) == 2:
+        left, right = (_plain(v, parameters, conditions) for v in arg)
+        return None if left is None or right is None else str(left) == str(right)
+    if tag == "If" and isinstance(arg, list) and len(arg) == 3:
+        holds = _plain(conditions.get(arg[0]), parameters, conditions)
+        return None if holds is None else _plain(arg[1] if holds else arg[2], parameters, conditions)
+    return None
+
+
+def _env_value(name: str, value: Any, parameters: dict[str, Any], conditions: dict[str, Any]) -> str:
+    """A variable's value at the parameters' defaults, or a placeholder where it names a resource."""
+    plain = _plain(value, parameters, conditions)
+    return f"sam-build-check-{name.lower()}" if plain is None else str(plain)
 
 
 def _size(path: Path) -> int:
@@ -111,7 +126,8 @@ def check(build_dir: Path, python: str) -> list[str]:
     globals_fn: dict[str, Any] = (template.get("Globals") or {}).get("Function") or {}
     parameters: dict[str, Any] = template.get("Parameters") or {}
     variables: dict[str, Any] = (globals_fn.get("Environment") or {}).get("Variables") or {}
-    environment = {name: _env_value(name, value, parameters) for name, value in variables.items()}
+    conditions: dict[str, Any] = template.get("Conditions") or {}
+    environment = {name: _env_value(name, value, parameters, conditions) for name, value in variables.items()}
 
     layers = {
         name: build_dir / res["Properties"]["ContentUri"] / "python"

@@ -9,27 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from engine.aws.dynamodb import DynamoStore
 from engine.aws.s3 import S3BlobStore
 from engine.memory import InMemoryConnectionStore, InMemoryGraphStore, InMemoryRunStore
 from engine.ports import ConnectionStore, GraphStore, RunStore
-from local.resources import Resources, create_resources
+from tests.support.moto_env import AwsEnv, moto_account
 
-REGION = "us-east-1"
-
-
-@dataclass
-class Moto:
-    resources: Resources
-    dynamodb: Any
-    sqs: Any
-    s3: Any
+Moto = AwsEnv
 
 
 @dataclass
@@ -41,18 +30,10 @@ class Stores:
 
 
 @pytest.fixture
-def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[Moto]:
+def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
     """A fresh moto account with the template's resources."""
-    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name=REGION)
-        sqs = boto3.client("sqs", region_name=REGION)
-        s3 = boto3.client("s3", region_name=REGION)
-        yield Moto(create_resources(dynamodb, sqs, s3, region=REGION), dynamodb, sqs, s3)
+    with moto_account(monkeypatch) as env:
+        yield env
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
