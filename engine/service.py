@@ -239,6 +239,10 @@ class WorkflowService:
         still going when the budget is spent is handed to the queue at once.
         """
         deadline = self.clock() + budget_seconds
+        if idempotency_key:
+            existing = self.runs.find_run_by_idempotency_key(idempotency_key)
+            if existing is not None:
+                return existing
         run = self.start_run(
             graph_id, initial_state, idempotency_key=idempotency_key, version=version, enqueue=False
         )

@@ -446,3 +446,18 @@ def test_run_summary_leaves_out_state(registry: ToolRegistry, driver: InProcessD
     assert "state" not in summary
     assert summary["status"] == "SUCCEEDED"
     assert summary["run_id"] == run.run_id
+
+
+def test_run_inline_with_a_known_idempotency_key_does_not_run_the_queued_run_again(
+    registry: ToolRegistry, driver: InProcessDriver
+) -> None:
+    service = driver.service
+    graph_id = service.create_graph(CHAIN).graph_id
+    queued = service.start_run(graph_id, {"i": 0}, idempotency_key="order-7")
+    sent = driver.queue.sent
+    again = service.run_inline(graph_id, {"i": 0}, idempotency_key="order-7")
+    assert again.run_id == queued.run_id
+    assert again.status is RunStatus.PENDING
+    assert driver.queue.sent == sent
+    driver.drain()
+    assert log_types(driver, queued.run_id).count("step_started") == 3
