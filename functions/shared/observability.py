@@ -11,9 +11,12 @@ a tracer that would record nothing.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast, overload
 
 from aws_lambda_powertools import Logger, Metrics
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "graphflow"))
@@ -22,26 +25,39 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "grap
 class TracingOff:
     """The Tracer's decorators as no-ops, for when tracing is disabled."""
 
+    @overload
+    def capture_lambda_handler(self, func: F) -> F: ...
+    @overload
+    def capture_lambda_handler(self, func: None = None, **options: Any) -> Callable[[F], F]: ...
     def capture_lambda_handler(self, func: Any = None, **options: Any) -> Any:
-        return func if func is not None else (lambda f: f)
+        return func if func is not None else _unchanged
 
+    @overload
+    def capture_method(self, func: F) -> F: ...
+    @overload
+    def capture_method(self, func: None = None, **options: Any) -> Callable[[F], F]: ...
     def capture_method(self, func: Any = None, **options: Any) -> Any:
-        return func if func is not None else (lambda f: f)
+        return func if func is not None else _unchanged
 
     def put_annotation(self, key: str, value: Any) -> None:
         """Annotations are dropped when tracing is off."""
+
+
+def _unchanged(func: F) -> F:
+    return func
 
 
 def tracing_enabled() -> bool:
     return os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() not in ("true", "1")
 
 
-def _tracer() -> Any:
+def _tracer() -> TracingOff:
+    """The Powertools Tracer when tracing is on, typed as the decorators the handlers use."""
     if not tracing_enabled():
         return TracingOff()
     from aws_lambda_powertools import Tracer
 
-    return Tracer()
+    return cast(TracingOff, Tracer())
 
 
 tracer = _tracer()

@@ -61,7 +61,8 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
     """One boto3 client per service (and endpoint) per execution environment."""
     import boto3
 
-    return boto3.session.Session().client(service, endpoint_url=endpoint_url)
+    session: Any = boto3.session.Session()
+    return session.client(service, endpoint_url=endpoint_url)
 
 
 @cache
