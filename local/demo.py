@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import threading
 import time
@@ -42,6 +43,8 @@ DEFAULT_RECORDS = (300, 600, 1000)
 DEFAULT_SEED = 42
 DEFAULT_MAX_ITERATIONS = 5
 DEFAULT_TIMEOUT = 300.0
+REPORTS = Path(__file__).resolve().parent.parent / ".local-stack" / "reports"
+"""Where each scenario's full report is written, to read after the stack has stopped."""
 LOOP_NODE = "profile"
 STEPS_PER_ITERATION = 5
 
@@ -112,6 +115,7 @@ class ScenarioResult:
     duration_seconds: float | None
     quality: dict[str, Any]
     error: str | None = None
+    report_file: Path | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -233,6 +237,11 @@ def _result(client: WorkflowClient, tracker: Tracker) -> ScenarioResult:
         )
     state = run.get("state") or {}
     quality = (state.get("report") or {}).get("quality") or {}
+    report_file = None
+    if state.get("report"):
+        REPORTS.mkdir(parents=True, exist_ok=True)
+        report_file = REPORTS / f"{tracker.scenario.name.replace(' ', '-')}-{tracker.run_id}.json"
+        report_file.write_text(json.dumps(state["report"], indent=2))
     created, finished = run.get("created_at"), run.get("finished_at")
     duration = float(finished) - float(created) if created is not None and finished is not None else None
     error = run.get("error")
@@ -245,6 +254,7 @@ def _result(client: WorkflowClient, tracker: Tracker) -> ScenarioResult:
         duration,
         quality,
         message,
+        report_file,
     )
 
 
@@ -328,7 +338,9 @@ def scenario_rows(result: ScenarioResult, client: WorkflowClient) -> list[tuple[
     ]
     if result.error:
         rows.append(("error", result.error))
-    rows.append(("full report", f"wf status {result.run_id} --key report"))
+    if result.report_file is not None:
+        rows.append(("full report", str(result.report_file)))
+    rows.append(("while it runs", f"wf status {result.run_id} --key report"))
     rows.append(("", f"GET {client.run_url(result.run_id)} (in state.report)"))
     return rows
 
