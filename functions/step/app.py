@@ -29,7 +29,7 @@ from functions.shared import wiring
 from functions.shared.observability import logger, metrics, tracer
 
 MAX_VISIBILITY_SECONDS = 12 * 60 * 60
-MISSING_RUN_BACKOFF = (0.05, 0.1, 0.2, 0.4, 0.8)
+MISSING_RUN_BACKOFF = (0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.5, 0.5)
 MISSING_RUN_RETRY_SECONDS = 5
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
