@@ -32,7 +32,13 @@ from engine.step import Clock, CompiledGraph, execute_step
 from engine.validation import validate_graph
 
 COMMIT_RETRIES = 5
-WATCHDOG_GRACE_SECONDS = 10.0
+WATCHDOG_GRACE_SECONDS = 5.0
+"""How long after an inline run's budget its watchdog message is due.
+
+Past the API function's timeout (the budget is at most its time left minus
+2 s), so a live request never races its own watchdog; short, because a run
+handed to the queue at the budget waits behind the watchdog in its FIFO group.
+"""
 
 
 class StepDisposition(StrEnum):
