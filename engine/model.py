@@ -126,21 +126,30 @@ class StepMessage(BaseModel):
     """The body of a step message: which position of which run to execute.
 
     ``not_before`` (epoch seconds) delays a retry; FIFO queues cannot delay a
-    single message, so consumers defer it themselves.
+    single message, so consumers defer it themselves. A ``watchdog`` message
+    (an inline run's safety net) travels in a message group of its own
+    (:attr:`group`), so that while it waits it holds up none of the run's steps.
     """
 
     run_id: str
     step: int
     attempt: int = 1
     not_before: float | None = None
+    watchdog: bool = False
 
     @property
     def position(self) -> tuple[int, int]:
         return (self.step, self.attempt)
 
     @property
+    def group(self) -> str:
+        """The FIFO message group: the run, or the run's watchdog."""
+        return f"{self.run_id}.watchdog" if self.watchdog else self.run_id
+
+    @property
     def dedup_id(self) -> str:
-        return f"{self.run_id}:{self.step}:{self.attempt}"
+        base = f"{self.run_id}:{self.step}:{self.attempt}"
+        return f"{base}:watchdog" if self.watchdog else base
 
 
 class GraphRecord(BaseModel):

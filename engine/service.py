@@ -36,8 +36,7 @@ WATCHDOG_GRACE_SECONDS = 5.0
 """How long after an inline run's budget its watchdog message is due.
 
 Past the API function's timeout (the budget is at most its time left minus
-2 s), so a live request never races its own watchdog; short, because a run
-handed to the queue at the budget waits behind the watchdog in its FIFO group.
+2 s), so a live request never races its own watchdog.
 """
 
 
@@ -254,7 +253,11 @@ class WorkflowService:
         )
         if run.status.terminal or run.position != (0, 1):
             return run
-        self.queue.send(StepMessage(run_id=run.run_id, step=0, not_before=deadline + WATCHDOG_GRACE_SECONDS))
+        self.queue.send(
+            StepMessage(
+                run_id=run.run_id, step=0, not_before=deadline + WATCHDOG_GRACE_SECONDS, watchdog=True
+            )
+        )
         while not run.status.terminal:
             result = self._execute(run, send_next=False)
             run = result.run

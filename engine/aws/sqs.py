@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 class SqsStepQueue:
     """Sends step messages to a FIFO queue, one message group per run.
 
-    ``MessageGroupId`` is the run id, so a run's steps are delivered in order and
-    one at a time; ``MessageDeduplicationId`` is the message's position, so SQS
+    ``MessageGroupId`` is the run id (an inline run's watchdog has a group of its
+    own), so a run's steps are delivered in order and one at a time; ``MessageDeduplicationId`` is the message's position, so SQS
     drops a re-sent step within its deduplication window. FIFO queues reject a
     per-message ``DelaySeconds``: a retry's ``not_before`` travels in the body and
     the consumer defers the message itself. A standard queue gets neither id.
@@ -31,7 +31,7 @@ class SqsStepQueue:
             self.client.send_message(
                 QueueUrl=self.queue_url,
                 MessageBody=body,
-                MessageGroupId=message.run_id,
+                MessageGroupId=message.group,
                 MessageDeduplicationId=message.dedup_id,
             )
         else:

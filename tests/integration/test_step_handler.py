@@ -197,3 +197,16 @@ def test_a_first_step_that_overtakes_its_run_waits_for_it(
     late[0].join()
     mapping.drain()
     assert wiring.service().get_run(run_id).status is RunStatus.SUCCEEDED
+
+
+def test_an_inline_run_handed_to_the_queue_does_not_wait_for_its_watchdog(env: AwsEnv) -> None:
+    service = wiring.service()
+    graph_id = service.create_graph(LOOP_GRAPH).graph_id
+    run = service.run_inline(graph_id, {"i": 0}, budget_seconds=0)
+    assert run.status is RunStatus.RUNNING
+    steps_esm(env).drain()
+    assert service.get_run(run.run_id).status is RunStatus.SUCCEEDED
+    queued = env.sqs.get_queue_attributes(
+        QueueUrl=env.resources.queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]["ApproximateNumberOfMessagesNotVisible"]
+    assert queued == "1", "the watchdog waits, deferred, in a message group of its own"
