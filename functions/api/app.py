@@ -72,4 +72,24 @@ def enable_docs() -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if str(event.get("rawPath", "")).endswith(DOCS_PATH):
         enable_docs()
+    json_despite_form_type(event)
     return app.resolve(event, context)
+
+
+def json_despite_form_type(event: dict[str, Any]) -> None:
+    """Read a JSON object body sent as ``application/x-www-form-urlencoded`` as JSON.
+
+    ``curl -d '{...}'`` labels its body as a form; every body this API takes is a
+    JSON object, so a body that starts with ``{`` is read as one rather than
+    failing validation as form fields.
+    """
+    headers = event.get("headers") or {}
+    content_type = str(headers.get("content-type", ""))
+    body = event.get("body")
+    if (
+        content_type.startswith("application/x-www-form-urlencoded")
+        and isinstance(body, str)
+        and not event.get("isBase64Encoded")
+        and body.lstrip().startswith("{")
+    ):
+        headers["content-type"] = content_types.APPLICATION_JSON

@@ -630,3 +630,14 @@ def test_sample_events_are_realistic() -> None:
         assert context["stage"] == "$default", path.name
         if "body" in event:
             assert int(event["headers"]["content-length"]) == len(event["body"].encode()), path.name
+
+
+def test_a_json_body_labelled_as_a_form_is_read_as_json(api: Api) -> None:
+    graph_id = api.create_graph(LOOP_GRAPH)
+    reply = api(
+        "api_start_run_wait",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        body={"graph_id": graph_id, "initial_state": {"i": 0}, "wait": True},
+    )
+    assert reply.status == 200, reply.text
+    assert reply.json()["status"] == "SUCCEEDED"
