@@ -37,17 +37,6 @@ PRICES = {
 STEP_FUNCTIONS_STANDARD_PER_MILLION = 25.0
 TARGET_PER_MILLION = 4.0
 
-GRAPH = {
-    "name": "bench-loop",
-    "start_node": "a",
-    "nodes": {"a": {"tool": "test.inc"}, "b": {"tool": "test.noop"}, "c": {"tool": "test.noop"}},
-    "edges": {
-        "a": "b",
-        "b": "c",
-        "c": [{"when": {"key": "i", "op": "<", "value": 0}, "to": "a"}, {"to": "__end__"}],
-    },
-}
-
 
 def attribute_size(value: dict[str, Any]) -> int:
     """DynamoDB's size of one attribute value, as its documentation counts it."""
@@ -102,6 +91,7 @@ def main() -> None:
     from functions.step import app as step_app
     from local.esm import EventSourceMapping
     from local.resources import create_resources
+    from tests.support.tools import loop_graph
 
     with mock_aws():
         sqs = boto3.client("sqs")
@@ -112,9 +102,7 @@ def main() -> None:
         )
         wiring.reset()
         service = wiring.service()
-        graph = json.loads(json.dumps(GRAPH))
-        graph["edges"]["c"][0]["when"]["value"] = args.loops
-        graph_id = service.create_graph(graph).graph_id
+        graph_id = service.create_graph(loop_graph(args.loops, "bench-loop")).graph_id
         run_ids = [
             service.start_run(graph_id, {"i": 0, "label": f"run-{n}"}).run_id for n in range(args.runs)
         ]

@@ -28,21 +28,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from local.stack import LocalStack
+from tests.support.tools import loop_graph
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"}
-
-
-def graph(loops: int) -> dict[str, Any]:
-    return {
-        "name": "bench-loop",
-        "start_node": "a",
-        "nodes": {"a": {"tool": "test.inc"}, "b": {"tool": "test.noop"}, "c": {"tool": "test.noop"}},
-        "edges": {
-            "a": "b",
-            "b": "c",
-            "c": [{"when": {"key": "i", "op": "<", "value": loops}, "to": "a"}, {"to": "__end__"}],
-        },
-    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -97,7 +85,7 @@ def main() -> None:
         LocalStack(workers=args.workers, tool_modules=["tests.support.tools"], log_level="WARNING") as stack,
         httpx.Client(base_url=stack.http_url, timeout=60) as api,
     ):
-        graph_id = api.post("/graphs", json=graph(args.loops)).json()["graph_id"]
+        graph_id = api.post("/graphs", json=loop_graph(args.loops, "bench-loop")).json()["graph_id"]
         run_once(api, graph_id)
         results = [measure(api, graph_id, int(n)) for n in args.concurrency.split(",")]
     print(f"{'runs':>5}{'steps':>7}{'wall s':>8}{'steps/s':>9}{'p50 ms':>8}{'p95 ms':>8}")

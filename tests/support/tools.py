@@ -34,16 +34,21 @@ def noop(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     return {}
 
 
-LOOP_GRAPH: dict[str, Any] = {
-    "name": "counter",
-    "start_node": "a",
-    "nodes": {"a": {"tool": "test.inc"}, "b": {"tool": "test.noop"}, "c": {"tool": "test.noop"}},
-    "edges": {
-        "a": "b",
-        "b": "c",
-        "c": [{"when": {"key": "i", "op": "<", "value": 3}, "to": "a"}, {"to": "__end__"}],
-    },
-}
+def loop_graph(loops: int, name: str = "counter") -> dict[str, Any]:
+    """``a -> b -> c``, back to ``a`` while ``i < loops``: ``3 * loops`` steps from ``i = 0``."""
+    return {
+        "name": name,
+        "start_node": "a",
+        "nodes": {"a": {"tool": "test.inc"}, "b": {"tool": "test.noop"}, "c": {"tool": "test.noop"}},
+        "edges": {
+            "a": "b",
+            "b": "c",
+            "c": [{"when": {"key": "i", "op": "<", "value": loops}, "to": "a"}, {"to": "__end__"}],
+        },
+    }
+
+
+LOOP_GRAPH = loop_graph(3)
 
 FLAKY_GRAPH: dict[str, Any] = {
     "name": "flaky",
