@@ -61,6 +61,10 @@ class ToolNotFoundError(NotFoundError):
     code = "tool_not_found"
 
 
+class StateKeyNotFoundError(NotFoundError):
+    code = "state_key_not_found"
+
+
 class ConflictError(EngineError):
     code = "conflict"
 

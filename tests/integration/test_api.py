@@ -460,6 +460,7 @@ def test_openapi_document(api: Api) -> None:
         "/runs": {"post"},
         "/runs/{run_id}": {"get"},
         "/runs/{run_id}/logs": {"get"},
+        "/runs/{run_id}/state/{key}": {"get"},
         "/runs/{run_id}/cancel": {"post"},
         "/tools": {"get"},
         "/graph/create": {"post"},
@@ -641,3 +642,14 @@ def test_a_json_body_labelled_as_a_form_is_read_as_json(api: Api) -> None:
     )
     assert reply.status == 200, reply.text
     assert reply.json()["status"] == "SUCCEEDED"
+
+
+def test_read_one_state_value(api: Api) -> None:
+    graph_id = api.create_graph(LOOP_GRAPH)
+    run_id = api("api_start_run_wait", body={"graph_id": graph_id, "wait": True}).json()["run_id"]
+    reply = api("api_get_run", path=f"/runs/{run_id}/state/i")
+    assert reply.status == 200, reply.text
+    assert reply.json() == 3
+    missing = api("api_get_run", path=f"/runs/{run_id}/state/nope")
+    assert missing.status == 404
+    assert missing.json()["code"] == "state_key_not_found"

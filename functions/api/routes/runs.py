@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
 
+from engine.errors import StateKeyNotFoundError
 from engine.model import Run
 from functions.api.schemas import (
     CancelRequest,
@@ -135,6 +136,22 @@ def get_run(
 ) -> RunView:
     bind_run(run_id)
     return RunView.of(wiring.service().get_run(run_id), include_state=include_state)
+
+
+@router.get(
+    "/runs/<run_id>/state/<key>",
+    summary="Get one value of a run's state",
+    description="The value of one top-level state key, as JSON: for states too large for one response "
+    "(Lambda answers at most 6 MB), read them key by key.",
+    tags=["runs"],
+    responses={**ok(200, "The value"), **errors(404)},
+)
+def get_state_value(run_id: RunId, key: Annotated[str, Path(min_length=1, max_length=256)]) -> Any:
+    bind_run(run_id)
+    state = wiring.service().get_run(run_id).state
+    if key not in state:
+        raise StateKeyNotFoundError(f"run {run_id!r} has no state key {key!r}", run_id=run_id, key=key)
+    return state[key]
 
 
 @router.get(
