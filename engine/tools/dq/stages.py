@@ -21,6 +21,7 @@ import re
 import statistics
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from engine.registry import ToolContext, tool
@@ -83,6 +84,30 @@ def _rows_left(state: State, key: str) -> list[dict[str, Any]]:
 
 def _score(rows: Sequence[Row], results: Sequence[CheckResult], quarantined: int) -> float:
     return quality_score(len(rows), len(failing_rows(results)), quarantined)
+
+
+@dataclass(frozen=True)
+class _Assessment:
+    """The dataset as it stands: its rows, the rows set aside, every check's result and the score."""
+
+    rows: list[Row]
+    quarantine: list[dict[str, Any]]
+    dropped: list[dict[str, Any]]
+    results: list[CheckResult]
+    score: float
+
+
+def _assess(state: State) -> _Assessment:
+    rows = _dataset(state)
+    quarantine = _rows_left(state, "quarantine")
+    results = run_checks(rows)
+    return _Assessment(
+        rows,
+        quarantine,
+        _rows_left(state, "dropped_duplicates"),
+        results,
+        _score(rows, results, len(quarantine)),
+    )
 
 
 @tool("dq.initialize", description="Make a synthetic customer dataset with injected problems")
@@ -279,11 +304,8 @@ def apply(state: State, ctx: ToolContext) -> State:
 @tool("dq.evaluate", description="Score the dataset and decide whether another iteration is needed")
 def evaluate(state: State, ctx: ToolContext) -> State:
     """Score the dataset, count the anomalies left, and close the iteration in ``history``."""
-    rows = _dataset(state)
-    quarantine = _rows_left(state, "quarantine")
-    dropped = _rows_left(state, "dropped_duplicates")
-    results = run_checks(rows)
-    score = _score(rows, results, len(quarantine))
+    now = _assess(state)
+    rows, quarantine, dropped, results, score = now.rows, now.quarantine, now.dropped, now.results, now.score
     remaining = anomaly_count(results)
     iteration = int(state.get("iteration", 0)) + 1
     target = _score_setting(state)
@@ -326,13 +348,10 @@ def _expectation(result: CheckResult, rows: Sequence[Row]) -> dict[str, Any]:
 @tool("dq.report", description="Report the final validation in the shape of Great Expectations results")
 def report(state: State, ctx: ToolContext) -> State:
     """The final checks as GE validation results, with the score history and what was fixed."""
-    rows = _dataset(state)
-    quarantine = _rows_left(state, "quarantine")
-    dropped = _rows_left(state, "dropped_duplicates")
-    results = run_checks(rows)
+    now = _assess(state)
+    rows, quarantine, dropped, results, score = now.rows, now.quarantine, now.dropped, now.results, now.score
     history: list[dict[str, Any]] = list(state.get("history") or [])
     passed = sum(1 for r in results if r.success)
-    score = _score(rows, results, len(quarantine))
     target = _score_setting(state)
     found, fixed, quarantined = (
         sum(int(h.get(key, 0)) for h in history) for key in ("detected", "fixed", "quarantined_anomalies")
