@@ -81,13 +81,10 @@ def store() -> DynamoStore:
     return DynamoStore(client("dynamodb"), config.table_name, blobs=blobs, ttl_days=config.ttl_days)
 
 
-def broadcaster(endpoint: str | None = None) -> WebSocketBroadcaster | None:
-    """The WebSocket broadcaster for ``endpoint`` (default: ``WS_MANAGEMENT_ENDPOINT``), if there is one."""
+def broadcaster(endpoint: str) -> WebSocketBroadcaster:
+    """The WebSocket broadcaster posting through the management API at ``endpoint``."""
     from engine.aws.broadcast import WebSocketBroadcaster
 
-    endpoint = endpoint or settings().ws_endpoint
-    if endpoint is None:
-        return None
     return WebSocketBroadcaster(client("apigatewaymanagementapi", endpoint), store(), store())
 
 
@@ -103,7 +100,7 @@ def service() -> WorkflowService:
         runs=store(),
         queue=SqsStepQueue(client("sqs"), config.step_queue_url),
         registry=REGISTRY,
-        sink=broadcaster(),
+        sink=broadcaster(config.ws_endpoint) if config.ws_endpoint else None,
     )
 
 

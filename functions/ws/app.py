@@ -47,9 +47,9 @@ def _response(status: int, body: str = "") -> dict[str, Any]:
 def _broadcaster(event: APIGatewayWebSocketEvent) -> WebSocketBroadcaster:
     """The broadcaster for this API's stage: ``WS_MANAGEMENT_ENDPOINT``, else the event's own domain."""
     context = event.request_context
-    found = wiring.broadcaster() or wiring.broadcaster(f"https://{context.domain_name}/{context.stage}")
-    assert found is not None
-    return found
+    return wiring.broadcaster(
+        wiring.settings().ws_endpoint or f"https://{context.domain_name}/{context.stage}"
+    )
 
 
 def _subscribe(connection_id: str, run_id: str) -> int:
