@@ -1,6 +1,6 @@
 """The graph definition: nodes that call tools, edges, conditional edges, retry and catch.
 
-The JSON format (see DESIGN.md) loads as written. Two conveniences for users of
+The JSON format (docs/architecture.md) loads as written. Two conveniences for users of
 the earlier FastAPI versions: ``nodes`` may be a list of ``{"name": ..., "tool":
 ...}`` objects, and a node may be given as a bare tool name string.
 Structural checks that need the tool registry or the whole graph live in

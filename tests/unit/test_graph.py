@@ -19,7 +19,7 @@ from engine.graph import (
 )
 from engine.validation import validate_graph
 
-# DESIGN.md's example, as written there but for its "...": {} placeholder line.
+# The architecture document's original example, as first written but for its "...": {} placeholder line.
 DESIGN_EXAMPLE = """
 {
   "name": "data-quality",
@@ -43,7 +43,7 @@ DQ_NODES = ("initialize", "profile", "detect", "generate_rules", "apply_rules", 
 
 
 def dq_definition() -> dict[str, Any]:
-    """The DESIGN.md example with its placeholder filled in by the rest of the pipeline."""
+    """The original design example with its placeholder filled in by the rest of the pipeline."""
     definition: dict[str, Any] = json.loads(DESIGN_EXAMPLE)
     for name in DQ_NODES[2:]:
         definition["nodes"][name] = {"tool": f"dq.{name}"}
