@@ -151,11 +151,17 @@ class _ErrorInChild(Exception):
 
 def _rebuilt(type_name: str, message: str) -> Exception:
     """An exception of the same type name (what the run's error shows) when the real one cannot travel."""
-    kind = type(type_name, (_ErrorInChild,), {})
+    kind: type[Exception] = type(type_name, (_ErrorInChild,), {})
     return kind(message)
 
 
-def _child(conn: Connection, tool: Tool, state: dict[str, Any], ctx: ToolContext, limits: tuple[int | None, float | None]) -> None:
+def _child(
+    conn: Connection,
+    tool: Tool,
+    state: dict[str, Any],
+    ctx: ToolContext,
+    limits: tuple[int | None, float | None],
+) -> None:
     memory, timeout = limits
     if timeout is not None:
         # A backstop for a child whose parent died before killing it (an orphan stops by itself).
@@ -200,13 +206,23 @@ class ForkRunner:
 
     Args:
         memory_bytes: how much the child's address space may grow beyond the
-            parent's at the fork (``RLIMIT_AS``); ``None``: no limit.
+            parent's at the fork (``RLIMIT_AS``).
+        function_memory_mb: without ``memory_bytes``, size the limit at each
+            fork from the function's memory (:func:`child_memory_bytes`).
+            Neither: no memory limit.
     """
 
-    def __init__(self, memory_bytes: int | None = None) -> None:
+    def __init__(self, memory_bytes: int | None = None, *, function_memory_mb: int | None = None) -> None:
         self.memory_bytes = memory_bytes
+        self.function_memory_mb = function_memory_mb
+
+    def _memory_limit(self) -> int | None:
+        if self.memory_bytes is not None:
+            return self.memory_bytes
+        return child_memory_bytes(self.function_memory_mb)
 
     def run(self, tool: Tool, state: dict[str, Any], ctx: ToolContext, timeout: float | None) -> Any:
+        memory = self._memory_limit()
         ours, theirs = Pipe(duplex=False)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -215,7 +231,7 @@ class ForkRunner:
             code = 0
             try:
                 ours.close()
-                _child(theirs, tool, state, ctx, (self.memory_bytes, timeout))
+                _child(theirs, tool, state, ctx, (memory, timeout))
             except BaseException:
                 code = 70
             finally:
