@@ -19,6 +19,7 @@ The child is made with ``os.fork`` and talks back over a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pickle
@@ -182,6 +183,9 @@ def _child(
         except Exception:
             conn.send(("error_text", (type(exc).__name__, str(exc))))
         return
+    except BaseException as exc:  # SystemExit and the like: in-process, they would end the invocation
+        conn.send(("died", f"{type(exc).__name__}: {exc}"))
+        raise
     try:
         conn.send_bytes(pickle.dumps(("ok", result)))
     except MemoryError:
@@ -263,6 +267,8 @@ class ForkRunner:
         self._reap(pid)
         if kind == "ok":
             return payload
+        if kind == "died":
+            raise ToolProcessDied(f"the tool's process died: {payload}")
         if kind == "memory":
             raise ToolMemoryExhausted(f"tool {tool.name!r} ran out of memory")
         if kind == "error":
@@ -280,8 +286,6 @@ class ForkRunner:
 
     @classmethod
     def _kill(cls, pid: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         cls._reap(pid)

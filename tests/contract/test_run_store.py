@@ -336,7 +336,9 @@ def test_a_state_of_several_megabytes_round_trips(runs: RunStore) -> None:
 
 
 def _note(position: tuple[int, int], problem: DeliveryProblem = DeliveryProblem.STARTED) -> DeliveryNote:
-    return DeliveryNote(step=position[0], attempt=position[1], problem=problem, detail="d", at=5.0, receives=2)
+    return DeliveryNote(
+        step=position[0], attempt=position[1], problem=problem, detail="d", at=5.0, receives=2
+    )
 
 
 def test_a_delivery_note_is_kept_at_its_position_and_through_a_commit(runs: RunStore) -> None:
