@@ -75,7 +75,7 @@ def die_unseen(env: AwsEnv) -> int:
 def record(body: StepMessage, receives: int, index: int) -> dict[str, Any]:
     """A record of ``events/step_sqs.json`` carrying ``body``, delivered ``receives`` times."""
     [template] = load_event("step_sqs")["Records"]
-    out = copy.deepcopy(template)
+    out: dict[str, Any] = copy.deepcopy(template)
     out["messageId"] = f"message-{index}"
     out["body"] = body.model_dump_json()
     out["attributes"]["ApproximateReceiveCount"] = str(receives)
