@@ -212,3 +212,58 @@ def test_an_inline_start_whose_watchdog_send_fails_leaves_no_run_and_a_retry_run
 
     run = service.run_inline(graph_id, {"i": 0}, idempotency_key="order-1")
     assert run.status is RunStatus.SUCCEEDED
+
+
+def test_with_isolation_always_even_a_first_delivery_runs_in_a_child(
+    env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STEP_ISOLATION", "always")
+    wiring.reset()
+    poison = start(one_node("test.die"))
+    innocent = start(INNOCENT, {"i": 0})
+    event = {
+        "Records": [record(StepMessage(run_id=i, step=0), 1, n) for n, i in enumerate((poison, innocent))]
+    }
+
+    assert short_lived(event, None) == {"batchItemFailures": []}
+    error = wiring.service().get_run(poison).error
+    assert error is not None and error.type == "ToolProcessDied"
+    assert wiring.service().get_run(innocent).position == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("mode", "receives", "isolated"), [("never", 5, False), ("suspects", 1, False), ("suspects", 2, True)]
+)
+def test_step_isolation_decides_which_records_are_isolated(
+    env: AwsEnv, monkeypatch: pytest.MonkeyPatch, mode: str, receives: int, isolated: bool
+) -> None:
+    monkeypatch.setenv("STEP_ISOLATION", mode)
+    wiring.reset()
+    assert wiring.settings().isolates(receives) is isolated
+
+
+def test_an_unknown_step_isolation_is_refused(env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEP_ISOLATION", "sometimes")
+    wiring.reset()
+    with pytest.raises(ValueError, match="STEP_ISOLATION must be one of suspects, always, never"):
+        wiring.settings()
+
+
+def test_a_failed_post_to_subscribers_leaves_the_step_committed_and_the_next_one_queued(
+    env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.model import LogRecord, Run
+
+    class Refusing:
+        def publish(self, run: Run, records: list[LogRecord]) -> None:
+            raise RuntimeError("429 Too Many Requests")
+
+    service = wiring.service()
+    monkeypatch.setattr(service, "sink", Refusing())
+    run_id = start(INNOCENT, {"i": 0})
+    service.runs.add_subscriber(run_id, "conn-1")
+    mapping, failed = steps(env), 0
+    while (outcome := mapping.poll_once()).received:
+        failed += outcome.failed
+    assert failed == 0, "no record fails for its publish"
+    assert service.get_run(run_id).status is RunStatus.SUCCEEDED
