@@ -24,7 +24,7 @@ from tests.integration.conftest import AwsEnv
 from tests.support.events import load_event
 from tests.support.tools import loop_graph
 
-STEP_TIMEOUT = 5.0
+STEP_TIMEOUT = 10.0
 INNOCENT = loop_graph(1, "innocent")
 
 
