@@ -89,3 +89,15 @@ class ToolTimeoutError(EngineError):
     """A tool ran past its node's ``timeout_seconds``."""
 
     code = "tool_timeout"
+
+
+class ToolProcessDied(EngineError):
+    """The isolated process running a tool ended without an answer (a signal, ``os._exit``, a crash)."""
+
+    code = "tool_process_died"
+
+
+class ToolMemoryExhausted(EngineError):
+    """A tool ran out of the memory its isolated process may use."""
+
+    code = "tool_memory_exhausted"

@@ -10,7 +10,7 @@ from collections import defaultdict
 from typing import Any
 
 from engine.errors import ConflictError, GraphNotFoundError, RunNotFoundError, StaleStepError
-from engine.model import GraphRecord, LogRecord, Run, RunChanges, StepMessage
+from engine.model import DeliveryNote, GraphRecord, LogRecord, Run, RunChanges, StepMessage
 
 _ATOMS = frozenset({str, int, float, bool, type(None)})
 
@@ -109,6 +109,14 @@ class InMemoryRunStore:
             self._runs[run_id] = updated
             self._logs[run_id].extend(records)
             return _detached(updated)
+
+    def note_delivery(self, run_id: str, note: DeliveryNote) -> bool:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or run.position != note.position or run.status.terminal:
+                return False
+            self._runs[run_id] = run.model_copy(update={"delivery": note.model_copy()})
+            return True
 
     def list_logs(self, run_id: str, after: int = -1, limit: int = 1000) -> list[LogRecord]:
         if run_id not in self._runs:

@@ -64,6 +64,34 @@ class RunError(BaseModel):
     node: str | None = None
 
 
+class DeliveryProblem(StrEnum):
+    """What the step handler knew about a delivery of a position that did not end in a commit."""
+
+    STARTED = "started"  # a redelivered (suspect) attempt began, isolated
+    HANDED_BACK = "handed_back"  # the invocation had too little time left for the node
+    TOO_LARGE = "too_large"  # the step's state could not be stored
+    FAILED = "failed"  # the handler failed on the record with an error
+
+
+class DeliveryNote(BaseModel):
+    """The step handler's last word on the delivery of a run's position ``(step, attempt)``.
+
+    Written only on the rare paths (a redelivered message, a hand-back, a
+    failing record); the DLQ consumer turns it into the run's failure reason.
+    """
+
+    step: int
+    attempt: int
+    problem: DeliveryProblem
+    detail: str = ""
+    at: float
+    receives: int | None = None
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.step, self.attempt)
+
+
 class Run(BaseModel):
     """A run of one graph version.
 
@@ -88,6 +116,7 @@ class Run(BaseModel):
     finished_at: float | None = None
     idempotency_key: str | None = None
     subscribers: list[str] = Field(default_factory=list)
+    delivery: DeliveryNote | None = None
 
     @property
     def position(self) -> tuple[int, int]:

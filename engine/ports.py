@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from engine.model import GraphRecord, LogRecord, Run, RunChanges, StepMessage
+from engine.model import DeliveryNote, GraphRecord, LogRecord, Run, RunChanges, StepMessage
 
 
 class GraphStore(Protocol):
@@ -42,6 +42,13 @@ class RunStore(Protocol):
         Only if the run is still at position ``expected`` (step, attempt) and not
         terminal; otherwise :class:`StaleStepError` and nothing is written.
         Returns the run as committed, with its current subscribers.
+        """
+
+    def note_delivery(self, run_id: str, note: DeliveryNote) -> bool:
+        """Record ``note`` on the run if it is still at ``note.position`` and not terminal.
+
+        Returns whether it was written; a run that moved on, ended or does not
+        exist is left as it is. Commits keep the note (it names its position).
         """
 
     def list_logs(self, run_id: str, after: int = -1, limit: int = 1000) -> list[LogRecord]:

@@ -14,9 +14,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from engine.errors import BadRequestError, RunFinishedError, RunNotFoundError, StaleStepError
+from engine.errors import (
+    BadRequestError,
+    PayloadTooLargeError,
+    RunFinishedError,
+    RunNotFoundError,
+    StaleStepError,
+)
 from engine.graph import Graph
 from engine.model import (
+    DeliveryNote,
+    DeliveryProblem,
     GraphRecord,
     LogRecord,
     LogType,
@@ -28,8 +36,11 @@ from engine.model import (
 )
 from engine.ports import GraphStore, LogSink, RunStore, StepQueue
 from engine.registry import ToolRegistry
+from engine.runner import IN_PROCESS, ForkRunner, ToolRunner
 from engine.step import Clock, CompiledGraph, execute_step
 from engine.validation import validate_graph
+
+PublishErrorHook = Callable[[Run, Exception], None]
 
 COMMIT_RETRIES = 5
 WATCHDOG_GRACE_SECONDS = 5.0
@@ -38,6 +49,15 @@ WATCHDOG_GRACE_SECONDS = 5.0
 Past the API function's timeout (the budget is at most its time left minus
 2 s), so a live request never races its own watchdog.
 """
+STEP_MARGIN_SECONDS = 2.0
+"""Time a step keeps, beyond its tool's limit, to commit and enqueue before the invocation ends."""
+STEP_START_SECONDS = 1.0
+"""Time an invocation may spend before its first record (reading it, the batch processor)."""
+
+
+def max_node_timeout(function_timeout_seconds: float) -> float:
+    """The longest ``timeout_seconds`` a node may have under a step function of this timeout."""
+    return function_timeout_seconds - STEP_MARGIN_SECONDS - STEP_START_SECONDS
 
 
 class StepDisposition(StrEnum):
@@ -46,6 +66,21 @@ class StepDisposition(StrEnum):
     STALE = "stale"  # the message is behind the run; the current position was re-sent
     FINISHED = "finished"  # the run is terminal
     DEFERRED = "deferred"  # a retry whose delay has not passed yet
+    HANDED_BACK = "handed_back"  # too little of the invocation's time left for the node; not run
+
+
+class DeadLetterDisposition(StrEnum):
+    FAILED = "failed"  # the message was the run's current position: the run is FAILED
+    STALE = "stale"  # the run is elsewhere: the message is a stale duplicate
+    FINISHED = "finished"  # the run already ended
+    MISSING = "missing"  # no such run (its start never completed)
+
+
+@dataclass(frozen=True)
+class DeadLetterResult:
+    disposition: DeadLetterDisposition
+    run: Run | None = None
+    error: RunError | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +90,7 @@ class StepResult:
     records: tuple[LogRecord, ...] = ()
     next_message: StepMessage | None = None
     defer_seconds: float = 0.0
+    reason: str = ""
 
 
 def new_id() -> str:
@@ -73,7 +109,17 @@ class WorkflowService:
         clock: Clock = time.time,
         rng: Callable[[], float] = random.random,
         ids: Callable[[], str] = new_id,
+        isolated_runner: ToolRunner | None = None,
+        max_node_timeout_seconds: float | None = None,
+        on_publish_error: PublishErrorHook | None = None,
     ) -> None:
+        """``isolated_runner`` runs the tools of isolated steps (default :class:`ForkRunner`).
+
+        ``max_node_timeout_seconds`` bounds the nodes' ``timeout_seconds`` at graph
+        creation (the step function's budget); ``None`` leaves the graph model's
+        own bound. ``on_publish_error`` hears of a failed publish to subscribers,
+        which never fails a committed step.
+        """
         self.graphs = graphs
         self.runs = runs
         self.queue = queue
@@ -82,12 +128,15 @@ class WorkflowService:
         self.clock = clock
         self.rng = rng
         self.ids = ids
+        self.isolated_runner = isolated_runner if isolated_runner is not None else ForkRunner()
+        self.max_node_timeout_seconds = max_node_timeout_seconds
+        self.on_publish_error = on_publish_error
         self._compiled: dict[tuple[str, int], CompiledGraph] = {}
 
     # graphs
 
     def validate(self, raw: Any) -> Graph:
-        return validate_graph(raw, self.registry)
+        return validate_graph(raw, self.registry, max_node_timeout=self.max_node_timeout_seconds)
 
     def create_graph(self, raw: Any, graph_id: str | None = None) -> GraphRecord:
         """Validate and store a new graph at version 1."""
@@ -137,12 +186,14 @@ class WorkflowService:
         idempotency_key: str | None = None,
         version: int | None = None,
         enqueue: bool = True,
+        watchdog_at: float | None = None,
     ) -> Run:
         """Create a run at its start node and enqueue its first step.
 
         The first message is sent before the run is stored: if the process dies in
         between, the message finds no run and ends in the DLQ, and nothing is
-        left half started. A repeated ``idempotency_key`` returns the first run.
+        left half started. With ``watchdog_at`` that message is an inline run's
+        watchdog, due then. A repeated ``idempotency_key`` returns the first run.
         """
         if initial_state is not None and not isinstance(initial_state, dict):
             raise BadRequestError("initial_state must be a JSON object")
@@ -175,7 +226,9 @@ class WorkflowService:
             message=f"run of {record.definition.name} v{record.version} started at {run.current_node}",
             data={"graph_id": record.graph_id, "graph_version": record.version},
         )
-        if enqueue:
+        if watchdog_at is not None:
+            self.queue.send(StepMessage(run_id=run.run_id, step=0, not_before=watchdog_at, watchdog=True))
+        elif enqueue:
             self.queue.send(StepMessage(run_id=run.run_id, step=0))
         return self.runs.create_run(run, [started])
 
@@ -185,8 +238,23 @@ class WorkflowService:
     def list_logs(self, run_id: str, after: int = -1, limit: int = 1000) -> list[LogRecord]:
         return self.runs.list_logs(run_id, after, limit)
 
-    def run_step(self, message: StepMessage) -> StepResult:
+    def run_step(
+        self,
+        message: StepMessage,
+        *,
+        isolate: bool = False,
+        time_left: float | None = None,
+        receives: int | None = None,
+    ) -> StepResult:
         """Execute the step a message names, if it is still the run's current one.
+
+        ``isolate`` runs the tool with :attr:`isolated_runner` and first notes on
+        the run that the attempt started (``receives`` is the message's delivery
+        count), so the DLQ can tell what happened if the invocation dies.
+        ``time_left`` is what remains of the invocation (seconds): a node whose
+        ``timeout_seconds`` plus :data:`STEP_MARGIN_SECONDS` does not fit is not
+        run but HANDED_BACK (and noted on the run); an isolated tool's limit is
+        also bounded by it.
 
         Duplicates and stale messages do no work. A message behind the run
         re-sends the run's current message: if the worker that committed it died
@@ -209,22 +277,114 @@ class WorkflowService:
                 )
                 self.queue.send(resend)
             return StepResult(StepDisposition.STALE, run, next_message=resend)
-        return self._execute(run, send_next=True)
+        return self._execute(run, send_next=True, isolate=isolate, time_left=time_left, receives=receives)
 
-    def _execute(self, run: Run, *, send_next: bool) -> StepResult:
+    def _execute(
+        self,
+        run: Run,
+        *,
+        send_next: bool,
+        isolate: bool = False,
+        time_left: float | None = None,
+        receives: int | None = None,
+    ) -> StepResult:
         now = self.clock()
         if run.not_before is not None and run.not_before > now:
             return StepResult(StepDisposition.DEFERRED, run, defer_seconds=run.not_before - now)
         compiled = self.compiled(run.graph_id, run.graph_version)
-        outcome = execute_step(compiled, run, self.registry, clock=self.clock, random=self.rng)
+        tool_time: float | None = None
+        if time_left is not None:
+            node_name = run.current_node or compiled.graph.start_node
+            node_timeout = compiled.graph.nodes[node_name].timeout_seconds
+            usable = time_left - STEP_MARGIN_SECONDS
+            if usable <= 0 or (node_timeout is not None and node_timeout > usable):
+                needs = (
+                    f"node {node_name!r} needs {node_timeout:g}s" if node_timeout else f"node {node_name!r}"
+                )
+                reason = (
+                    f"{needs} + {STEP_MARGIN_SECONDS:g}s to commit and only {max(time_left, 0):.3g}s "
+                    "of the invocation were left"
+                )
+                self._note(run, DeliveryProblem.HANDED_BACK, reason, receives)
+                return StepResult(StepDisposition.HANDED_BACK, run, reason=reason)
+            tool_time = usable if isolate else None
+        runner: ToolRunner = IN_PROCESS
+        if isolate:
+            runner = self.isolated_runner
+            started = (
+                f"isolated attempt started with {time_left:.3g}s of the invocation left"
+                if time_left
+                else "isolated attempt started"
+            )
+            self._note(run, DeliveryProblem.STARTED, started, receives)
+        outcome = execute_step(
+            compiled,
+            run,
+            self.registry,
+            clock=self.clock,
+            random=self.rng,
+            runner=runner,
+            time_left=tool_time,
+        )
         try:
             committed = self.runs.commit(run.run_id, run.position, outcome.changes, outcome.records)
         except StaleStepError:
             return StepResult(StepDisposition.LOST_RACE, self.runs.get_run(run.run_id))
-        self._publish(committed, outcome.records)
         if send_next and outcome.next_message is not None:
             self.queue.send(outcome.next_message)
+        self._publish(committed, outcome.records)
         return StepResult(StepDisposition.COMMITTED, committed, tuple(outcome.records), outcome.next_message)
+
+    def _note(self, run: Run, problem: DeliveryProblem, detail: str, receives: int | None) -> None:
+        note = DeliveryNote(
+            step=run.step,
+            attempt=run.attempt,
+            problem=problem,
+            detail=detail[:2000],
+            at=self.clock(),
+            receives=receives,
+        )
+        self.runs.note_delivery(run.run_id, note)
+
+    def note_failed_delivery(self, message: StepMessage, exc: Exception, receives: int | None = None) -> bool:
+        """Note on the run that handling ``message`` raised ``exc``, for the DLQ's reason; whether it was noted."""
+        problem = (
+            DeliveryProblem.TOO_LARGE if isinstance(exc, PayloadTooLargeError) else DeliveryProblem.FAILED
+        )
+        text = f"{type(exc).__name__}: {exc}"
+        note = DeliveryNote(
+            step=message.step,
+            attempt=message.attempt,
+            problem=problem,
+            detail=text[:2000],
+            at=self.clock(),
+            receives=receives,
+        )
+        return self.runs.note_delivery(message.run_id, note)
+
+    def dead_letter(self, message: StepMessage, receives: int | None = None) -> DeadLetterResult:
+        """Fail the run of a message that reached the DLQ, if the message is the run's current position.
+
+        A message for a position the run has left (a stale duplicate) changes
+        nothing. The reason comes from the run's delivery note for that
+        position (:func:`dead_letter_reason`).
+        """
+        for _ in range(COMMIT_RETRIES):
+            try:
+                run = self.runs.get_run(message.run_id)
+            except RunNotFoundError:
+                return DeadLetterResult(DeadLetterDisposition.MISSING)
+            if run.status.terminal:
+                return DeadLetterResult(DeadLetterDisposition.FINISHED, run)
+            if run.position != message.position:
+                return DeadLetterResult(DeadLetterDisposition.STALE, run)
+            error = dead_letter_reason(run, message, receives)
+            try:
+                failed = self._finish_at(run, RunStatus.FAILED, LogType.RUN_FAILED, error)
+            except StaleStepError:
+                continue
+            return DeadLetterResult(DeadLetterDisposition.FAILED, failed, error)
+        raise StaleStepError(f"run {message.run_id} kept moving; try again", run_id=message.run_id)
 
     def run_inline(
         self,
@@ -238,26 +398,28 @@ class WorkflowService:
     ) -> Run:
         """Start a run and execute its steps in this process for up to ``budget_seconds``.
 
-        Each step commits exactly as a queued step does. Before the first step a
-        watchdog message is queued with ``not_before`` past the budget: if this
-        process dies, the queue takes the run over from where it committed. A run
-        still going when the budget is spent is handed to the queue at once.
+        Each step commits exactly as a queued step does. Before the run is
+        stored a watchdog message is queued with ``not_before`` past the budget:
+        if this process dies, the queue takes the run over from where it
+        committed; if the send fails, no run is stored. A run still going when
+        the budget is spent is handed to the queue at once. A repeated
+        ``idempotency_key`` returns the first run, its current position
+        re-enqueued if it has not finished.
         """
         deadline = self.clock() + budget_seconds
         if idempotency_key:
             existing = self.runs.find_run_by_idempotency_key(idempotency_key)
             if existing is not None:
-                return existing
+                return self._resume(existing)
         run = self.start_run(
-            graph_id, initial_state, idempotency_key=idempotency_key, version=version, enqueue=False
+            graph_id,
+            initial_state,
+            idempotency_key=idempotency_key,
+            version=version,
+            watchdog_at=deadline + WATCHDOG_GRACE_SECONDS,
         )
         if run.status.terminal or run.position != (0, 1):
             return run
-        self.queue.send(
-            StepMessage(
-                run_id=run.run_id, step=0, not_before=deadline + WATCHDOG_GRACE_SECONDS, watchdog=True
-            )
-        )
         while not run.status.terminal:
             result = self._execute(run, send_next=False)
             run = result.run
@@ -269,6 +431,13 @@ class WorkflowService:
                 sleep(result.defer_seconds)
             if self.clock() >= deadline:
                 break
+        if not run.status.terminal:
+            self.queue.send(
+                StepMessage(run_id=run.run_id, step=run.step, attempt=run.attempt, not_before=run.not_before)
+            )
+        return run
+
+    def _resume(self, run: Run) -> Run:
         if not run.status.terminal:
             self.queue.send(
                 StepMessage(run_id=run.run_id, step=run.step, attempt=run.attempt, not_before=run.not_before)
@@ -296,35 +465,73 @@ class WorkflowService:
             run = self.runs.get_run(run_id)
             if run.status.terminal:
                 raise RunFinishedError(f"run {run_id} already ended as {run.status}", run_id=run_id)
-            now = self.clock()
-            record = LogRecord(
-                run_id=run_id,
-                seq=run.next_seq,
-                ts=now,
-                type=type_,
-                step=run.step,
-                node=run.current_node,
-                message=f"{error.type}: {error.message}",
-                data={"error": error.model_dump()},
-            )
-            changes = RunChanges(
-                status=status,
-                current_node=run.current_node,
-                step=run.step,
-                attempt=run.attempt,
-                next_seq=run.next_seq + 1,
-                updated_at=now,
-                error=error,
-                finished_at=now,
-            )
             try:
-                committed = self.runs.commit(run_id, run.position, changes, [record])
+                return self._finish_at(run, status, type_, error)
             except StaleStepError:
                 continue
-            self._publish(committed, [record])
-            return committed
         raise StaleStepError(f"run {run_id} kept moving; try again", run_id=run_id)
 
+    def _finish_at(self, run: Run, status: RunStatus, type_: LogType, error: RunError) -> Run:
+        """End ``run`` from the position it was read at; :class:`StaleStepError` if it moved."""
+        run_id = run.run_id
+        now = self.clock()
+        record = LogRecord(
+            run_id=run_id,
+            seq=run.next_seq,
+            ts=now,
+            type=type_,
+            step=run.step,
+            node=run.current_node,
+            message=f"{error.type}: {error.message}",
+            data={"error": error.model_dump()},
+        )
+        changes = RunChanges(
+            status=status,
+            current_node=run.current_node,
+            step=run.step,
+            attempt=run.attempt,
+            next_seq=run.next_seq + 1,
+            updated_at=now,
+            error=error,
+            finished_at=now,
+        )
+        committed = self.runs.commit(run_id, run.position, changes, [record])
+        self._publish(committed, [record])
+        return committed
+
     def _publish(self, run: Run, records: list[LogRecord]) -> None:
-        if self.sink is not None and run.subscribers and records:
+        """Best effort: a failure is handed to :attr:`on_publish_error`, never raised."""
+        if self.sink is None or not run.subscribers or not records:
+            return
+        try:
             self.sink.publish(run, records)
+        except Exception as exc:
+            if self.on_publish_error is not None:
+                self.on_publish_error(run, exc)
+
+
+_DEAD_LETTER_REASONS = {
+    DeliveryProblem.STARTED: (
+        "StepProcessDied",
+        "the step's invocation died or ran out of the function's time while running the tool ({detail})",
+    ),
+    DeliveryProblem.HANDED_BACK: ("StepOutOfTime", "the step ran out of the function's time: {detail}"),
+    DeliveryProblem.TOO_LARGE: ("StateTooLarge", "the state is too large: {detail}"),
+    DeliveryProblem.FAILED: ("StepDeliveryFailed", "the message kept failing: {detail}"),
+}
+
+
+def dead_letter_reason(run: Run, message: StepMessage, receives: int | None) -> RunError:
+    """Why a run whose current message reached the DLQ failed: its delivery note, if it has one for that position."""
+    where = f"step {message.step} attempt {message.attempt} was moved to the dead-letter queue"
+    if receives:
+        where += f" after {receives} deliveries"
+    note = run.delivery
+    if note is None or note.position != message.position:
+        return RunError(
+            type="StepDeliveryFailed", message=f"{where}; no error was recorded", node=run.current_node
+        )
+    type_, template = _DEAD_LETTER_REASONS[note.problem]
+    return RunError(
+        type=type_, message=f"{where}: " + template.format(detail=note.detail), node=run.current_node
+    )

@@ -9,10 +9,8 @@ The service commits them atomically from the position it read.
 from __future__ import annotations
 
 import random as _random
-import threading
 import time
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +18,10 @@ from engine.conditions import Verdict, compile_condition
 from engine.errors import ToolTimeoutError
 from engine.graph import END, Graph
 from engine.model import LogRecord, LogType, Run, RunChanges, RunError, RunStatus, StepMessage
-from engine.registry import Tool, ToolContext, ToolRegistry
+from engine.registry import ToolContext, ToolRegistry
+from engine.runner import IN_PROCESS, ToolRunner, invoke_tool
+
+__all__ = ["CompiledGraph", "StepOutcome", "execute_step", "invoke_tool", "json_problem"]
 
 Clock = Callable[[], float]
 MESSAGE_LIMIT = 500
@@ -83,69 +84,6 @@ class _Log:
     @property
     def next_seq(self) -> int:
         return self.run.next_seq + len(self.records)
-
-
-def _timeout_error(tool: Tool, timeout: float) -> ToolTimeoutError:
-    return ToolTimeoutError(f"tool {tool.name!r} ran longer than {timeout:g}s")
-
-
-def _run_async(tool: Tool, coroutine: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
-    """Run an async tool's coroutine to the end on an event loop of its own.
-
-    A ``TimeoutError`` the tool raises itself stays a ``TimeoutError``; only the
-    node's own timeout becomes :class:`ToolTimeoutError`. When this thread already
-    runs an event loop (the service called from async code), ``asyncio.run``
-    cannot nest, so the coroutine runs on a new loop in a worker thread.
-    ``asyncio`` is imported here: a graph of sync tools never pays for it.
-    """
-    import asyncio
-
-    async def bounded() -> Any:
-        if timeout is None:
-            return await coroutine
-        scope = asyncio.timeout(timeout)
-        try:
-            async with scope:
-                return await coroutine
-        except TimeoutError:
-            if scope.expired():
-                raise _timeout_error(tool, timeout) from None
-            raise
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(bounded())
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tool-{tool.name}") as pool:
-        return pool.submit(asyncio.run, bounded()).result()
-
-
-def invoke_tool(tool: Tool, state: dict[str, Any], ctx: ToolContext, timeout: float | None) -> Any:
-    """Call a sync or async tool, failing with :class:`ToolTimeoutError` past ``timeout`` seconds.
-
-    A sync tool that overruns keeps running in its daemon thread: Python cannot
-    stop a thread. The attempt fails all the same and its result is discarded.
-    """
-    if tool.is_async:
-        return _run_async(tool, tool.func(state, ctx), timeout)  # type: ignore[arg-type]
-    if timeout is None:
-        return tool.func(state, ctx)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = tool.func(state, ctx)
-        except BaseException as exc:  # handed to the caller's thread below
-            box["error"] = exc
-
-    worker = threading.Thread(target=target, name=f"tool-{tool.name}", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise _timeout_error(tool, timeout)
-    if "error" in box:
-        raise box["error"]
-    return box.get("result")
 
 
 class CompiledGraph:
@@ -213,8 +151,16 @@ def execute_step(
     *,
     clock: Clock = time.time,
     random: Callable[[], float] = _random.random,
+    runner: ToolRunner = IN_PROCESS,
+    time_left: float | None = None,
 ) -> StepOutcome:
-    """Run the node at ``run``'s position and decide what comes next."""
+    """Run the node at ``run``'s position and decide what comes next.
+
+    ``runner`` runs the tool (:mod:`engine.runner`). ``time_left`` (seconds)
+    bounds the tool's time limit when it is shorter than the node's
+    ``timeout_seconds``; a tool stopped there fails its attempt with a
+    :class:`ToolTimeoutError` that says it ran out of the step's time.
+    """
     graph = compiled.graph
     log = _Log(run, clock)
     started = clock()
@@ -235,7 +181,16 @@ def execute_step(
     tick = time.perf_counter()
     try:
         tool = registry.get(node.tool)
-        result = invoke_tool(tool, dict(run.state), ctx, node.timeout_seconds)
+        limit = node.timeout_seconds
+        if time_left is not None and (limit is None or time_left < limit):
+            try:
+                result = runner.run(tool, dict(run.state), ctx, max(time_left, 0.001))
+            except ToolTimeoutError:
+                raise ToolTimeoutError(
+                    f"tool {node.tool!r} ran out of the step's time ({time_left:.3g}s left in the invocation)"
+                ) from None
+        else:
+            result = runner.run(tool, dict(run.state), ctx, limit)
         if result is None:
             result = {}
         if not isinstance(result, dict):

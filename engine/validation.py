@@ -163,15 +163,31 @@ def _closure(start: list[str], links: dict[str, list[str]]) -> set[str]:
     return seen
 
 
-def validate_graph(raw: Any, registry: ToolRegistry) -> Graph:
+def timeout_problems(graph: Graph, max_node_timeout: float) -> list[Problem]:
+    """Nodes whose ``timeout_seconds`` is longer than a step may take (``max_node_timeout``)."""
+    return [
+        Problem(
+            f"nodes.{name}.timeout_seconds",
+            f"node {name!r} has timeout_seconds {node.timeout_seconds:g}, more than the {max_node_timeout:g}s "
+            "a step may take (the step function's timeout less the time to start and commit a step)",
+        )
+        for name, node in graph.nodes.items()
+        if node.timeout_seconds is not None and node.timeout_seconds > max_node_timeout
+    ]
+
+
+def validate_graph(raw: Any, registry: ToolRegistry, *, max_node_timeout: float | None = None) -> Graph:
     """Parse and check a graph definition; raise :class:`InvalidGraphError` listing every problem.
 
     A repeated node name does not stop the structural checks: they run on the
     graph as JSON loading left it (the last definition of each name).
+    ``max_node_timeout`` bounds the nodes' ``timeout_seconds``.
     """
     graph, problems = _parse(raw)
     if graph is not None:
         problems.extend(find_problems(graph, registry))
+        if max_node_timeout is not None:
+            problems.extend(timeout_problems(graph, max_node_timeout))
     if graph is None or problems:
         raise InvalidGraphError(problems)
     return graph

@@ -6,6 +6,7 @@ Tests (moto in-process) and the local stack (moto server) both call
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -39,9 +40,29 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
         return yaml.load(fh, Loader=_CfnLoader)  # type: ignore[no-any-return]
 
 
+def resolve(value: Any, template: Mapping[str, Any] | None = None) -> Any:
+    """A property's value with ``!Ref`` to a parameter and ``!FindInMap`` resolved from the parameters' defaults.
+
+    Other intrinsic functions (``!GetAtt``, ``!Sub``...) come back as they are.
+    """
+    template = template if template is not None else load_template()
+    if isinstance(value, dict) and len(value) == 1:
+        [(name, argument)] = value.items()
+        parameters = template.get("Parameters", {})
+        if name == "Ref" and isinstance(argument, str) and argument in parameters:
+            return parameters[argument].get("Default")
+        if name == "Fn::FindInMap" and isinstance(argument, list) and len(argument) == 3:
+            keys = [resolve(part, template) for part in argument]
+            if all(isinstance(k, str | int | float) for k in keys):
+                table, top, second = (str(k) for k in keys)
+                return template["Mappings"][table][top][second]
+    return value
+
+
 def resource(logical_id: str) -> dict[str, Any]:
-    """The ``Properties`` of one resource in the template."""
-    return dict(load_template()["Resources"][logical_id].get("Properties", {}))
+    """The ``Properties`` of one resource in the template, parameters and mappings resolved at the top level."""
+    properties = load_template()["Resources"][logical_id].get("Properties", {})
+    return {key: resolve(value) for key, value in properties.items()}
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from local.esm import EventSourceMapping
 from local.gateway import EventLoopThread, Gateway
 from local.moto_server import MotoServer
 from local.poller import Poller
-from local.resources import Resources, create_resources, load_template
+from local.resources import Resources, create_resources, load_template, resolve
 from local.runtime import FunctionConfig, InvocationError, LocalFunction, Zygote
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,8 @@ def template_functions(template: Mapping[str, Any] | None = None) -> dict[str, F
                 environment[key] = str(value).lower() if isinstance(value, bool) else str(value)
         found[f"{module}:{attribute}"] = FunctionSpec(
             handler=f"{module}:{attribute}",
-            timeout_seconds=float(props.get("Timeout", 3)),
-            memory_mb=int(props.get("MemorySize", 128)),
+            timeout_seconds=float(resolve(props.get("Timeout", 3), template)),
+            memory_mb=int(resolve(props.get("MemorySize", 128), template)),
             environment=environment,
         )
     return found
@@ -131,6 +131,8 @@ class LocalStack:
         api_concurrency: concurrent HTTP API invocations.
         ws_concurrency: concurrent WebSocket invocations.
         warm: start the step, API and WebSocket environments before :meth:`start` returns.
+        step_timeout_seconds: the step function's timeout (and ``STEP_FUNCTION_TIMEOUT_SECONDS``)
+            instead of the template's, e.g. to see a step run out of time sooner.
         state_file: where to record the URLs while running (``python -m local.stack``
             uses ``.local-stack/stack.json``); ``None`` writes nothing.
     """
@@ -152,6 +154,7 @@ class LocalStack:
         warm: bool = True,
         state_file: Path | None = None,
         prefix: str = "graphflow",
+        step_timeout_seconds: float | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -175,6 +178,7 @@ class LocalStack:
         self.warm = warm
         self.state_file = state_file
         self.prefix = prefix
+        self.step_timeout_seconds = step_timeout_seconds
 
         self.moto: MotoServer | None = None
         self.resources: Resources | None = None
@@ -288,13 +292,16 @@ class LocalStack:
         concurrency = {"api": self.api_concurrency, "ws": self.ws_concurrency, "step": self.workers, "dlq": 1}
         for name, handler in self.handlers.items():
             spec = declared.get(HANDLERS[name]) or FunctionSpec(HANDLERS[name])
+            timeout = spec.timeout_seconds
+            if name == "step" and self.step_timeout_seconds is not None:
+                timeout = self.step_timeout_seconds
             self.functions[name] = LocalFunction(
                 FunctionConfig(
                     name=f"{self.prefix}-{name}",
                     handler=handler,
                     environment={**spec.environment, **self.environment},
                     concurrency=concurrency[name],
-                    timeout_seconds=spec.timeout_seconds,
+                    timeout_seconds=timeout,
                     memory_mb=spec.memory_mb,
                 ),
                 zygote=self._zygote,
@@ -356,6 +363,8 @@ class LocalStack:
             environment["POWERTOOLS_METRICS_DISABLED"] = "true"
         if self.tool_modules is not None:
             environment["WORKFLOW_TOOL_MODULES"] = ",".join(self.tool_modules)
+        if self.step_timeout_seconds is not None:
+            environment["STEP_FUNCTION_TIMEOUT_SECONDS"] = f"{self.step_timeout_seconds:g}"
         environment.update(self.extra_environment)
         return environment
 

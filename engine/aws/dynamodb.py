@@ -104,7 +104,7 @@ from engine.errors import (
     StaleStepError,
 )
 from engine.graph import Graph
-from engine.model import GraphRecord, LogRecord, Run, RunChanges, RunError, RunStatus
+from engine.model import DeliveryNote, GraphRecord, LogRecord, Run, RunChanges, RunError, RunStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -407,6 +407,24 @@ class DynamoStore:
         self._remember(item)
         return self._run(item)
 
+    def note_delivery(self, run_id: str, note: DeliveryNote) -> bool:
+        """One conditional ``UpdateItem`` of the run's ``delivery`` attribute, at the note's position."""
+        update = Update()
+        update.set("delivery", s(note.model_dump_json()))
+        step, attempt, status = update.name("step"), update.name("attempt"), update.name("status")
+        pending, running = (update.value(s(v)) for v in _ACTIVE)
+        condition = (
+            f"{step} = {update.value(n(note.step))} AND {attempt} = {update.value(n(note.attempt))}"
+            f" AND {status} IN ({pending}, {running})"
+        )
+        try:
+            self.client.update_item(TableName=self.table, Key=_run_key(run_id), **update.params(condition))
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise self._translated(exc) from exc
+        return True
+
     def list_logs(self, run_id: str, after: int = -1, limit: int = 1000) -> list[LogRecord]:
         head = self._get(_run_key(run_id), ("next_seq", "log_token"))
         if head is None:
@@ -527,6 +545,7 @@ class DynamoStore:
 
     def _run(self, item: Item) -> Run:
         error = text(item, "error")
+        delivery = text(item, "delivery")
         return Run(
             run_id=item["pk"]["S"][len("RUN#") :],
             graph_id=item["graph_id"]["S"],
@@ -544,6 +563,7 @@ class DynamoStore:
             finished_at=number(item, "finished_at"),
             idempotency_key=text(item, "idem_key"),
             subscribers=sorted(item.get("subs", {}).get("SS", [])),
+            delivery=DeliveryNote.model_validate_json(delivery) if delivery else None,
         )
 
     # state

@@ -14,6 +14,11 @@ Configuration (environment):
 * ``WORKFLOW_TOOL_MODULES``: comma-separated modules that register tools
   (default ``engine.tools.dq``).
 * ``RUN_TTL_DAYS``: days a finished run and its log are kept (default 30).
+* ``STEP_ISOLATION``: which step records run their tool in a forked child:
+  ``suspects`` (default: the redelivered ones), ``always`` or ``never``.
+* ``STEP_FUNCTION_TIMEOUT_SECONDS``: the step function's timeout; nodes whose
+  ``timeout_seconds`` does not fit in it are refused at graph creation. Unset: not checked.
+* ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` (set by Lambda): sizes an isolated tool's memory limit.
 * ``AWS_ENDPOINT_URL``: honoured by boto3 itself; the local stack points it at moto.
 """
 
@@ -24,8 +29,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from engine.model import Run
 from engine.registry import DEFAULT_TOOL_MODULES, REGISTRY, load_tool_modules
-from engine.service import WorkflowService
+from engine.runner import ForkRunner
+from engine.service import WorkflowService, max_node_timeout
+
+ISOLATION_MODES = ("suspects", "always", "never")
 
 if TYPE_CHECKING:
     from engine.aws.broadcast import WebSocketBroadcaster
@@ -40,10 +49,22 @@ class Settings:
     ws_endpoint: str | None
     tool_modules: tuple[str, ...]
     ttl_days: float
+    isolation: str = "suspects"
+    step_function_timeout_seconds: float | None = None
+    function_memory_mb: int | None = None
+
+    def isolates(self, receives: int) -> bool:
+        """Whether a record delivered ``receives`` times runs its tool in a forked child."""
+        return self.isolation == "always" or (self.isolation == "suspects" and receives > 1)
 
     @classmethod
     def from_env(cls) -> Settings:
         modules = os.environ.get("WORKFLOW_TOOL_MODULES")
+        isolation = os.environ.get("STEP_ISOLATION", "suspects").strip().lower() or "suspects"
+        if isolation not in ISOLATION_MODES:
+            raise ValueError(f"STEP_ISOLATION must be one of {', '.join(ISOLATION_MODES)}, not {isolation!r}")
+        step_timeout = os.environ.get("STEP_FUNCTION_TIMEOUT_SECONDS")
+        memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
         return cls(
             table_name=os.environ["TABLE_NAME"],
             blob_bucket=os.environ.get("BLOB_BUCKET") or None,
@@ -53,6 +74,9 @@ class Settings:
             if modules
             else DEFAULT_TOOL_MODULES,
             ttl_days=float(os.environ.get("RUN_TTL_DAYS", "30")),
+            isolation=isolation,
+            step_function_timeout_seconds=float(step_timeout) if step_timeout else None,
+            function_memory_mb=int(memory) if memory else None,
         )
 
 
@@ -95,13 +119,28 @@ def service() -> WorkflowService:
 
     config = settings()
     load_tool_modules(config.tool_modules)
+    step_timeout = config.step_function_timeout_seconds
     return WorkflowService(
         graphs=store(),
         runs=store(),
         queue=SqsStepQueue(client("sqs"), config.step_queue_url),
         registry=REGISTRY,
         sink=broadcaster(config.ws_endpoint) if config.ws_endpoint else None,
+        isolated_runner=ForkRunner(function_memory_mb=config.function_memory_mb),
+        max_node_timeout_seconds=max_node_timeout(step_timeout) if step_timeout else None,
+        on_publish_error=publish_failed,
     )
+
+
+def publish_failed(run: Run, exc: Exception) -> None:
+    """Log and count a failed post to a run's subscribers; the step it follows stays committed."""
+    from functions.shared.observability import logger, metrics
+
+    logger.warning(
+        "could not publish log records to subscribers",
+        extra={"run_id": run.run_id, "error": f"{type(exc).__name__}: {exc}"},
+    )
+    metrics.add_metric(name="PublishFailed", unit="Count", value=1)
 
 
 def reset() -> None:

@@ -7,6 +7,17 @@ the record is reported as failed, so SQS delivers it again when it is due
 (FIFO queues cannot delay single messages). Other runs are not held up: with
 ``skip_group_on_error`` only the failing record's message group (its run) waits.
 A record that keeps failing reaches the DLQ, whose consumer marks the run FAILED.
+
+Isolation (``STEP_ISOLATION``): a *suspect* record, one SQS delivered before
+(``ApproximateReceiveCount`` > 1: its invocation died or timed out, or it
+failed), runs its tool in a forked child with a hard time and memory limit
+(:class:`engine.runner.ForkRunner`), so a tool that kills its process or hangs
+fails only its own attempt, and the records after it are still processed.
+``always`` isolates every record, ``never`` none.
+
+Time budget: each record is offered the invocation's remaining time; a node
+whose ``timeout_seconds`` does not fit is handed back at once (visible again,
+not run). Every failed record is logged with its reason.
 """
 
 from __future__ import annotations
@@ -40,6 +51,22 @@ class StepDeferred(Exception):
     """The record is a retry that is not due yet; SQS redelivers it when it is."""
 
 
+class StepHandedBack(Exception):
+    """The invocation has too little time left for the record's node; it is visible again at once."""
+
+
+def release(record: SQSRecord) -> None:
+    """Make a record visible again now."""
+    try:
+        wiring.client("sqs").change_message_visibility(
+            QueueUrl=wiring.settings().step_queue_url,
+            ReceiptHandle=record.receipt_handle,
+            VisibilityTimeout=0,
+        )
+    except ClientError as exc:
+        logger.warning("could not release the record", extra={"error": str(exc)})
+
+
 def hide(record: SQSRecord, seconds: float) -> None:
     """Make a record due again in ``seconds`` instead of at the end of the queue's visibility timeout."""
     timeout = min(MAX_VISIBILITY_SECONDS, max(1, math.ceil(seconds)))
@@ -59,7 +86,13 @@ def defer(record: SQSRecord, seconds: float) -> None:
     raise StepDeferred(f"due in {seconds:.3f}s")
 
 
-def run_step(message: StepMessage) -> StepResult:
+def run_step(
+    message: StepMessage,
+    *,
+    isolate: bool = False,
+    time_left: float | None = None,
+    receives: int | None = None,
+) -> StepResult:
     """Execute a message's step; a first step may overtake the write that creates its run.
 
     ``start_run`` sends the first message before it stores the run (so a crash
@@ -71,7 +104,7 @@ def run_step(message: StepMessage) -> StepResult:
     service = wiring.service()
     for delay in (*MISSING_RUN_BACKOFF, None):
         try:
-            return service.run_step(message)
+            return service.run_step(message, isolate=isolate, time_left=time_left, receives=receives)
         except RunNotFoundError:
             if message.position != (0, 1) or delay is None:
                 raise
@@ -79,15 +112,37 @@ def run_step(message: StepMessage) -> StepResult:
     raise AssertionError("unreachable")
 
 
+def time_left(context: LambdaContext | None) -> float | None:
+    """Seconds left in the invocation, ``None`` without a context."""
+    if context is None:
+        return None
+    return float(context.get_remaining_time_in_millis()) / 1000
+
+
 @tracer.capture_method
-def handle_record(record: SQSRecord) -> None:
+def handle_record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     message = StepMessage.model_validate_json(record.body)
     logger.append_keys(run_id=message.run_id, step=message.step, attempt=message.attempt)
+    receives = int(record.attributes.approximate_receive_count or 1)
+    isolate = wiring.settings().isolates(receives)
+    if isolate:
+        logger.info("running a redelivered step isolated", extra={"receives": receives})
+        metrics.add_metric(name="StepsIsolated", unit=MetricUnit.Count, value=1)
     try:
-        result = run_step(message)
+        result = run_step(message, isolate=isolate, time_left=time_left(lambda_context), receives=receives)
     except RunNotFoundError:
         logger.warning("no run for this step message yet")
         hide(record, MISSING_RUN_RETRY_SECONDS)
+        raise
+    except Exception as exc:
+        logger.exception(
+            "step record failed", extra={"receives": receives, "reason": f"{type(exc).__name__}: {exc}"}
+        )
+        if receives > 1:
+            try:
+                wiring.service().note_failed_delivery(message, exc, receives)
+            except Exception as note_error:
+                logger.warning("could not note the failure on the run", extra={"error": str(note_error)})
         raise
     disposition = result.disposition
     logger.info("step handled", extra={"disposition": disposition.value, "status": result.run.status.value})
@@ -99,6 +154,10 @@ def handle_record(record: SQSRecord) -> None:
             metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
     elif disposition is StepDisposition.DEFERRED:
         defer(record, result.defer_seconds)
+    elif disposition is StepDisposition.HANDED_BACK:
+        logger.warning("step handed back", extra={"reason": result.reason})
+        release(record)
+        raise StepHandedBack(result.reason)
 
 
 @metrics.log_metrics

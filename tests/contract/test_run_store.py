@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from engine.errors import ConflictError, RunNotFoundError, StaleStepError
-from engine.model import LogRecord, LogType, Run, RunError, RunStatus
+from engine.model import DeliveryNote, DeliveryProblem, LogRecord, LogType, Run, RunError, RunStatus
 from engine.ports import RunStore
 from tests.contract.factories import changes_for, new_run, step, step_records
 
@@ -330,3 +330,43 @@ def test_a_state_of_several_megabytes_round_trips(runs: RunStore) -> None:
     many = {f"part{i}": "p" * 40_000 for i in range(60)}
     committed = step(runs, committed, many)
     assert runs.get_run(run.run_id).state == {**expected, **many}
+
+
+# delivery notes
+
+
+def _note(position: tuple[int, int], problem: DeliveryProblem = DeliveryProblem.STARTED) -> DeliveryNote:
+    return DeliveryNote(
+        step=position[0], attempt=position[1], problem=problem, detail="d", at=5.0, receives=2
+    )
+
+
+def test_a_delivery_note_is_kept_at_its_position_and_through_a_commit(runs: RunStore) -> None:
+    run = create(runs)
+    note = _note(run.position)
+
+    assert runs.note_delivery(run.run_id, note) is True
+    assert runs.get_run(run.run_id).delivery == note
+
+    records = step_records(run)
+    committed = runs.commit(run.run_id, run.position, changes_for(run, records, {"i": 1}), records)
+    assert committed.delivery == note
+    assert runs.get_run(run.run_id).delivery == note
+
+
+def test_a_delivery_note_for_another_position_or_run_writes_nothing(runs: RunStore) -> None:
+    run = create(runs)
+
+    assert runs.note_delivery(run.run_id, _note((3, 1))) is False
+    assert runs.note_delivery("nope", _note((0, 1))) is False
+    assert runs.get_run(run.run_id).delivery is None
+
+
+def test_a_finished_run_takes_no_delivery_note(runs: RunStore) -> None:
+    run = create(runs)
+    records = step_records(run)
+    done = changes_for(run, records, {}).model_copy(update={"status": RunStatus.FAILED, "finished_at": 9.0})
+    finished = runs.commit(run.run_id, run.position, done, records)
+
+    assert runs.note_delivery(run.run_id, _note(finished.position, DeliveryProblem.FAILED)) is False
+    assert runs.get_run(run.run_id).delivery is None

@@ -169,6 +169,7 @@ def test_poison_message_ends_in_the_dlq_and_fails_its_run(
     assert run.error is not None
     assert run.error.type == "StepDeliveryFailed"
     assert "dead-letter" in run.error.message
+    assert "the message kept failing: RuntimeError: simulated storage fault" in run.error.message
     assert assert_log_contiguous(poisoned)[-1].type is LogType.RUN_FAILED
 
 

@@ -5,6 +5,9 @@ Handlers load them through ``WORKFLOW_TOOL_MODULES``, as a deployment loads its 
 
 from __future__ import annotations
 
+import os
+import resource
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -89,3 +92,38 @@ def gate(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
             raise TimeoutError(f"{path} did not appear")
         time.sleep(0.02)
     return {"gate_passed": True}
+
+
+@tool("test.die", description="Kill the tool's own process with SIGKILL")
+def die(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {}
+
+
+@tool("test.exit", description="End the tool's own process with os._exit(state['code'])")
+def exit_now(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    os._exit(int(state.get("code", 3)))
+
+
+@tool("test.hang", description="Sleep state['hang_seconds'] (default 3600)")
+def hang(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    time.sleep(float(state.get("hang_seconds", 3600)))
+    return {"woke": True}
+
+
+HOG_CHUNK = 32 * 1024 * 1024
+
+
+@tool("test.hog", description="Allocate memory until it runs out")
+def hog(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """Allocates until ``MemoryError`` under an address-space limit (an isolated attempt).
+
+    Without one (in-process) it does what Lambda does to a function that exhausts
+    its memory, kill the process, rather than exhaust the shared test machine's memory.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        os.kill(os.getpid(), signal.SIGKILL)
+    held = []
+    while True:
+        held.append(bytearray(HOG_CHUNK))
