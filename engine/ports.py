@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from engine.model import GraphRecord, LogRecord, Run, RunChanges, StepMessage
+from engine.model import GraphRecord, LogRecord, PublishResult, Run, RunChanges, StepMessage
 
 
 class GraphStore(Protocol):
@@ -69,5 +69,8 @@ class StepQueue(Protocol):
 
 
 class LogSink(Protocol):
-    def publish(self, run: Run, records: list[LogRecord]) -> None:
-        """Deliver committed records to the run's subscribers; drop subscribers that are gone."""
+    def publish(self, run: Run, records: list[LogRecord]) -> PublishResult:
+        """Deliver committed records to the run's subscribers; drop subscribers that are gone.
+
+        Best effort: a failed delivery is counted in the result, never raised.
+        """

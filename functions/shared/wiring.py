@@ -14,6 +14,7 @@ Configuration (environment):
 * ``WORKFLOW_TOOL_MODULES``: comma-separated modules that register tools
   (default ``engine.tools.dq``).
 * ``RUN_TTL_DAYS``: days a finished run and its log are kept (default 30).
+* ``MAX_SUBSCRIBERS_PER_RUN``: WebSocket connections one run takes (default 100).
 * ``AWS_ENDPOINT_URL``: honoured by boto3 itself; the local stack points it at moto.
 """
 
@@ -24,8 +25,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
+from engine.model import DEFAULT_MAX_SUBSCRIBERS_PER_RUN, PublishResult
 from engine.registry import DEFAULT_TOOL_MODULES, REGISTRY, load_tool_modules
 from engine.service import WorkflowService
+from functions.shared.observability import logger, metrics
 
 if TYPE_CHECKING:
     from engine.aws.broadcast import WebSocketBroadcaster
@@ -40,6 +45,7 @@ class Settings:
     ws_endpoint: str | None
     tool_modules: tuple[str, ...]
     ttl_days: float
+    max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS_PER_RUN
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,6 +59,7 @@ class Settings:
             if modules
             else DEFAULT_TOOL_MODULES,
             ttl_days=float(os.environ.get("RUN_TTL_DAYS", "30")),
+            max_subscribers=int(os.environ.get("MAX_SUBSCRIBERS_PER_RUN") or DEFAULT_MAX_SUBSCRIBERS_PER_RUN),
         )
 
 
@@ -78,14 +85,35 @@ def store() -> DynamoStore:
 
     config = settings()
     blobs = S3BlobStore(client("s3"), config.blob_bucket) if config.blob_bucket else None
-    return DynamoStore(client("dynamodb"), config.table_name, blobs=blobs, ttl_days=config.ttl_days)
+    return DynamoStore(
+        client("dynamodb"),
+        config.table_name,
+        blobs=blobs,
+        ttl_days=config.ttl_days,
+        max_subscribers=config.max_subscribers,
+    )
 
 
 def broadcaster(endpoint: str) -> WebSocketBroadcaster:
     """The WebSocket broadcaster posting through the management API at ``endpoint``."""
     from engine.aws.broadcast import WebSocketBroadcaster
 
-    return WebSocketBroadcaster(client("apigatewaymanagementapi", endpoint), store(), store())
+    return WebSocketBroadcaster(
+        client("apigatewaymanagementapi", endpoint), store(), store(), on_result=report_publish
+    )
+
+
+def report_publish(result: PublishResult) -> None:
+    """Log a publish that lost subscribers and count them (``WebSocketPostsFailed``, ``WebSocketSubscribersGone``)."""
+    if result.failed:
+        metrics.add_metric(name="WebSocketPostsFailed", unit=MetricUnit.Count, value=result.failed)
+    if result.gone:
+        metrics.add_metric(name="WebSocketSubscribersGone", unit=MetricUnit.Count, value=result.gone)
+    if result.failed or result.gone:
+        logger.warning(
+            "live frames not delivered to every subscriber",
+            extra={"posted": result.posted, "gone": result.gone, "failed": result.failed},
+        )
 
 
 @cache
