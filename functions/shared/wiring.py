@@ -64,12 +64,18 @@ class Settings:
 
 
 @cache
-def client(service: str, endpoint_url: str | None = None) -> Any:
-    """One boto3 client per service (and endpoint) per execution environment."""
+def client(service: str, endpoint_url: str | None = None, max_pool_connections: int | None = None) -> Any:
+    """One boto3 client per service (and endpoint) per execution environment.
+
+    ``max_pool_connections`` raises botocore's default of 10 HTTP connections for a
+    client that several threads share.
+    """
     import boto3
+    from botocore.config import Config
 
     session: Any = boto3.session.Session()
-    return session.client(service, endpoint_url=endpoint_url)
+    config = Config(max_pool_connections=max_pool_connections) if max_pool_connections else None
+    return session.client(service, endpoint_url=endpoint_url, config=config)
 
 
 @cache
@@ -96,10 +102,13 @@ def store() -> DynamoStore:
 
 def broadcaster(endpoint: str) -> WebSocketBroadcaster:
     """The WebSocket broadcaster posting through the management API at ``endpoint``."""
-    from engine.aws.broadcast import WebSocketBroadcaster
+    from engine.aws.broadcast import POST_WORKERS, WebSocketBroadcaster
 
     return WebSocketBroadcaster(
-        client("apigatewaymanagementapi", endpoint), store(), store(), on_result=report_publish
+        client("apigatewaymanagementapi", endpoint, POST_WORKERS),
+        store(),
+        store(),
+        on_result=report_publish,
     )
 
 
