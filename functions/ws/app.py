@@ -9,6 +9,9 @@ Protocol (see README):
 * ``{"action": "unsubscribe", "run_id": "..."}``;
 * anything else: ``{"type": "error", "code": ..., "message": ...}``.
 
+A run takes at most ``MAX_SUBSCRIBERS_PER_RUN`` connections: the one over is
+answered 429 on ``$connect`` and the error frame ``too_many_subscribers`` on ``subscribe``.
+
 The subscription is stored before the backlog is read: records committed
 after it reach the connection live, records before ``live_from`` come from the
 backlog, so none is missed. Records carry ``seq``; while a backlog is being
