@@ -81,6 +81,12 @@ class RunFinishedError(ConflictError):
     code = "run_finished"
 
 
+class TooManySubscribersError(EngineError):
+    """A run already has as many WebSocket subscribers as ``MAX_SUBSCRIBERS_PER_RUN`` allows."""
+
+    code = "too_many_subscribers"
+
+
 class PayloadTooLargeError(EngineError):
     code = "payload_too_large"
 

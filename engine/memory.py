@@ -9,8 +9,23 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-from engine.errors import ConflictError, GraphNotFoundError, RunNotFoundError, StaleStepError
-from engine.model import DeliveryNote, GraphRecord, LogRecord, Run, RunChanges, StepMessage
+from engine.errors import (
+    ConflictError,
+    GraphNotFoundError,
+    RunNotFoundError,
+    StaleStepError,
+    TooManySubscribersError,
+)
+from engine.model import (
+    DEFAULT_MAX_SUBSCRIBERS_PER_RUN,
+    DeliveryNote,
+    GraphRecord,
+    LogRecord,
+    PublishResult,
+    Run,
+    RunChanges,
+    StepMessage,
+)
 
 _ATOMS = frozenset({str, int, float, bool, type(None)})
 
@@ -63,9 +78,11 @@ class InMemoryRunStore:
 
     State goes in and out as copies all the way down, as it would through a
     database: neither a caller nor a tool can change a stored run behind the store.
+    A run takes at most ``max_subscribers`` subscribers.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS_PER_RUN) -> None:
+        self.max_subscribers = max_subscribers
         self._runs: dict[str, Run] = {}
         self._logs: dict[str, list[LogRecord]] = defaultdict(list)
         self._keys: dict[str, str] = {}
@@ -127,6 +144,12 @@ class InMemoryRunStore:
         with self._lock:
             run = self.get_run(run_id)
             if connection_id not in run.subscribers:
+                if len(run.subscribers) >= self.max_subscribers:
+                    raise TooManySubscribersError(
+                        f"run {run_id} already has {len(run.subscribers)} subscribers",
+                        run_id=run_id,
+                        limit=self.max_subscribers,
+                    )
                 run.subscribers.append(connection_id)
                 self._runs[run_id] = self._runs[run_id].model_copy(update={"subscribers": run.subscribers})
             return run
@@ -192,6 +215,7 @@ class InMemoryLogSink:
     def __init__(self) -> None:
         self.delivered: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
-    def publish(self, run: Run, records: list[LogRecord]) -> None:
+    def publish(self, run: Run, records: list[LogRecord]) -> PublishResult:
         for connection_id in run.subscribers:
             self.delivered[connection_id].extend(r.model_dump(mode="json") for r in records)
+        return PublishResult(posted=len(run.subscribers))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -90,6 +91,19 @@ class DeliveryNote(BaseModel):
     @property
     def position(self) -> tuple[int, int]:
         return (self.step, self.attempt)
+
+
+DEFAULT_MAX_SUBSCRIBERS_PER_RUN = 100
+"""How many WebSocket connections may follow one run unless ``MAX_SUBSCRIBERS_PER_RUN`` says otherwise."""
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What one publish did: subscribers that got every frame, were gone (and dropped), or failed."""
+
+    posted: int = 0
+    gone: int = 0
+    failed: int = 0
 
 
 class Run(BaseModel):

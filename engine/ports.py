@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from engine.model import DeliveryNote, GraphRecord, LogRecord, Run, RunChanges, StepMessage
+from engine.model import DeliveryNote, GraphRecord, LogRecord, PublishResult, Run, RunChanges, StepMessage
 
 
 class GraphStore(Protocol):
@@ -76,5 +76,8 @@ class StepQueue(Protocol):
 
 
 class LogSink(Protocol):
-    def publish(self, run: Run, records: list[LogRecord]) -> None:
-        """Deliver committed records to the run's subscribers; drop subscribers that are gone."""
+    def publish(self, run: Run, records: list[LogRecord]) -> PublishResult:
+        """Deliver committed records to the run's subscribers; drop subscribers that are gone.
+
+        Best effort: a failed delivery is counted in the result, never raised.
+        """

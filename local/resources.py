@@ -1,5 +1,7 @@
 """Create the template's table, bucket and queues on any endpoint, from ``template.yaml`` itself.
 
+Only the resources the handlers talk to are created; the rest (functions, alarms...) is ignored.
+
 Tests (moto in-process) and the local stack (moto server) both call
 :func:`create_resources`, so the local schema cannot drift from the deployed one.
 """
@@ -73,6 +75,8 @@ class Resources:
     queue_arn: str
     dlq_url: str
     dlq_arn: str
+    parking_url: str
+    parking_arn: str
     max_receive_count: int
     visibility_timeout: int
 
@@ -80,7 +84,7 @@ class Resources:
 def create_resources(
     dynamodb: Any, sqs: Any, s3: Any, *, prefix: str = "graphflow", region: str = "us-east-1"
 ) -> Resources:
-    """Create ``WorkflowTable``, ``StateBucket``, ``StepQueue`` and ``StepDeadLetterQueue`` as the template defines them."""
+    """Create ``WorkflowTable``, ``StateBucket`` and the step queue with its DLQ and parking queue as the template defines them."""
     table = resource("WorkflowTable")
     table_name = f"{prefix}-table"
     dynamodb.create_table(
@@ -99,24 +103,14 @@ def create_resources(
     else:
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
 
-    dlq_props = resource("StepDeadLetterQueue")
-    dlq_url = sqs.create_queue(QueueName=f"{prefix}-steps-dlq.fifo", Attributes=_queue_attributes(dlq_props))[
-        "QueueUrl"
-    ]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-
-    props = resource("StepQueue")
-    redrive = props.pop("RedrivePolicy")
-    attributes = _queue_attributes(props)
-    attributes["RedrivePolicy"] = (
-        f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":{int(redrive["maxReceiveCount"])}}}'
+    parking_url, parking_arn = _create_queue(
+        sqs, f"{prefix}-steps-parking.fifo", resource("StepParkingQueue")
     )
-    queue_url = sqs.create_queue(QueueName=f"{prefix}-steps.fifo", Attributes=attributes)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    dlq_url, dlq_arn = _create_queue(
+        sqs, f"{prefix}-steps-dlq.fifo", resource("StepDeadLetterQueue"), dead_letter_arn=parking_arn
+    )
+    props = resource("StepQueue")
+    queue_url, queue_arn = _create_queue(sqs, f"{prefix}-steps.fifo", props, dead_letter_arn=dlq_arn)
     return Resources(
         table_name=table_name,
         bucket=bucket,
@@ -124,9 +118,28 @@ def create_resources(
         queue_arn=queue_arn,
         dlq_url=dlq_url,
         dlq_arn=dlq_arn,
-        max_receive_count=int(redrive["maxReceiveCount"]),
+        parking_url=parking_url,
+        parking_arn=parking_arn,
+        max_receive_count=int(props["RedrivePolicy"]["maxReceiveCount"]),
         visibility_timeout=int(props.get("VisibilityTimeout", 30)),
     )
+
+
+def _create_queue(
+    sqs: Any, name: str, props: dict[str, Any], *, dead_letter_arn: str | None = None
+) -> tuple[str, str]:
+    """Create a queue with the template's plain attributes, its ``RedrivePolicy`` pointing at ``dead_letter_arn``."""
+    attributes = _queue_attributes(props)
+    redrive = props.get("RedrivePolicy")
+    if redrive is not None:
+        if dead_letter_arn is None:
+            raise ValueError(f"{name} has a RedrivePolicy: give its dead-letter queue's ARN")
+        attributes["RedrivePolicy"] = (
+            f'{{"deadLetterTargetArn":"{dead_letter_arn}","maxReceiveCount":{int(redrive["maxReceiveCount"])}}}'
+        )
+    url: str = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    arn: str = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn
 
 
 def _queue_attributes(props: dict[str, Any]) -> dict[str, str]:

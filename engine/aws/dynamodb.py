@@ -102,9 +102,19 @@ from engine.errors import (
     PayloadTooLargeError,
     RunNotFoundError,
     StaleStepError,
+    TooManySubscribersError,
 )
 from engine.graph import Graph
-from engine.model import DeliveryNote, GraphRecord, LogRecord, Run, RunChanges, RunError, RunStatus
+from engine.model import (
+    DEFAULT_MAX_SUBSCRIBERS_PER_RUN,
+    DeliveryNote,
+    GraphRecord,
+    LogRecord,
+    Run,
+    RunChanges,
+    RunError,
+    RunStatus,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -163,6 +173,7 @@ class DynamoStore:
         inline_limit: the largest JSON text of one state value kept in the item.
         state_budget: the most inline state a run item holds before values are offloaded.
         blob_cache_bytes: how much blob content to keep in memory.
+        max_subscribers: how many WebSocket connections one run takes.
     """
 
     def __init__(
@@ -175,8 +186,10 @@ class DynamoStore:
         inline_limit: int = DEFAULT_INLINE_LIMIT,
         state_budget: int = STATE_BUDGET,
         blob_cache_bytes: int = DEFAULT_CACHE_BYTES,
+        max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS_PER_RUN,
     ) -> None:
         self.client = client
+        self.max_subscribers = max_subscribers
         self.table = table_name
         self.codec = ValueCodec(blobs, inline_limit=inline_limit, cache_bytes=blob_cache_bytes)
         self.ttl_seconds = int(ttl_days * DAY)
@@ -454,18 +467,35 @@ class DynamoStore:
         return [LogRecord.model_validate_json(body) for body in found]
 
     def add_subscriber(self, run_id: str, connection_id: str) -> Run:
+        """Add the connection to the run's ``subs`` set, in one conditional update that holds the cap.
+
+        A connection already subscribed is accepted at the cap (re-subscribing is idempotent).
+        """
         update = Update()
         update.add("subs", {"SS": [connection_id]})
+        subs = update.name("subs")
+        condition = (
+            f"attribute_exists(pk) AND (attribute_not_exists({subs})"
+            f" OR size({subs}) < {update.value(n(self.max_subscribers))}"
+            f" OR contains({subs}, {update.value(s(connection_id))}))"
+        )
         try:
             out = self.client.update_item(
                 TableName=self.table,
                 Key=_run_key(run_id),
                 ReturnValues="ALL_NEW",
-                **update.params("attribute_exists(pk)"),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **update.params(condition),
             )
         except ClientError as exc:
             if is_condition_failure(exc):
-                raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id) from None
+                if "Item" not in exc.response:
+                    raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id) from None
+                raise TooManySubscribersError(
+                    f"run {run_id} already has {self.max_subscribers} subscribers",
+                    run_id=run_id,
+                    limit=self.max_subscribers,
+                ) from None
             raise
         item = out["Attributes"]
         self._remember(item)

@@ -26,6 +26,7 @@ from engine.errors import (
     InvalidGraphError,
     NotFoundError,
     PayloadTooLargeError,
+    TooManySubscribersError,
 )
 from functions.shared.observability import logger
 
@@ -42,6 +43,7 @@ STATUS_BY_TYPE: dict[type[Exception], HTTPStatus] = {
     NotFoundError: HTTPStatus.NOT_FOUND,
     ConflictError: HTTPStatus.CONFLICT,
     PayloadTooLargeError: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    TooManySubscribersError: HTTPStatus.TOO_MANY_REQUESTS,
 }
 
 

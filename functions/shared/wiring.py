@@ -19,6 +19,7 @@ Configuration (environment):
 * ``STEP_FUNCTION_TIMEOUT_SECONDS``: the step function's timeout; nodes whose
   ``timeout_seconds`` does not fit in it are refused at graph creation. Unset: not checked.
 * ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` (set by Lambda): sizes an isolated tool's memory limit.
+* ``MAX_SUBSCRIBERS_PER_RUN``: WebSocket connections one run takes (default 100).
 * ``AWS_ENDPOINT_URL``: honoured by boto3 itself; the local stack points it at moto.
 """
 
@@ -29,10 +30,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from engine.model import Run
+from aws_lambda_powertools.metrics import MetricUnit
+
+from engine.model import DEFAULT_MAX_SUBSCRIBERS_PER_RUN, PublishResult, Run
 from engine.registry import DEFAULT_TOOL_MODULES, REGISTRY, load_tool_modules
 from engine.runner import ForkRunner
 from engine.service import WorkflowService, max_node_timeout
+from functions.shared.observability import logger, metrics
 
 ISOLATION_MODES = ("suspects", "always", "never")
 
@@ -52,6 +56,7 @@ class Settings:
     isolation: str = "suspects"
     step_function_timeout_seconds: float | None = None
     function_memory_mb: int | None = None
+    max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS_PER_RUN
 
     def isolates(self, receives: int) -> bool:
         """Whether a record delivered ``receives`` times runs its tool in a forked child."""
@@ -77,16 +82,23 @@ class Settings:
             isolation=isolation,
             step_function_timeout_seconds=float(step_timeout) if step_timeout else None,
             function_memory_mb=int(memory) if memory else None,
+            max_subscribers=int(os.environ.get("MAX_SUBSCRIBERS_PER_RUN") or DEFAULT_MAX_SUBSCRIBERS_PER_RUN),
         )
 
 
 @cache
-def client(service: str, endpoint_url: str | None = None) -> Any:
-    """One boto3 client per service (and endpoint) per execution environment."""
+def client(service: str, endpoint_url: str | None = None, max_pool_connections: int | None = None) -> Any:
+    """One boto3 client per service (and endpoint) per execution environment.
+
+    ``max_pool_connections`` raises botocore's default of 10 HTTP connections for a
+    client that several threads share.
+    """
     import boto3
+    from botocore.config import Config
 
     session: Any = boto3.session.Session()
-    return session.client(service, endpoint_url=endpoint_url)
+    config = Config(max_pool_connections=max_pool_connections) if max_pool_connections else None
+    return session.client(service, endpoint_url=endpoint_url, config=config)
 
 
 @cache
@@ -102,14 +114,38 @@ def store() -> DynamoStore:
 
     config = settings()
     blobs = S3BlobStore(client("s3"), config.blob_bucket) if config.blob_bucket else None
-    return DynamoStore(client("dynamodb"), config.table_name, blobs=blobs, ttl_days=config.ttl_days)
+    return DynamoStore(
+        client("dynamodb"),
+        config.table_name,
+        blobs=blobs,
+        ttl_days=config.ttl_days,
+        max_subscribers=config.max_subscribers,
+    )
 
 
 def broadcaster(endpoint: str) -> WebSocketBroadcaster:
     """The WebSocket broadcaster posting through the management API at ``endpoint``."""
-    from engine.aws.broadcast import WebSocketBroadcaster
+    from engine.aws.broadcast import POST_WORKERS, WebSocketBroadcaster
 
-    return WebSocketBroadcaster(client("apigatewaymanagementapi", endpoint), store(), store())
+    return WebSocketBroadcaster(
+        client("apigatewaymanagementapi", endpoint, POST_WORKERS),
+        store(),
+        store(),
+        on_result=report_publish,
+    )
+
+
+def report_publish(result: PublishResult) -> None:
+    """Log a publish that lost subscribers and count them (``WebSocketPostsFailed``, ``WebSocketSubscribersGone``)."""
+    if result.failed:
+        metrics.add_metric(name="WebSocketPostsFailed", unit=MetricUnit.Count, value=result.failed)
+    if result.gone:
+        metrics.add_metric(name="WebSocketSubscribersGone", unit=MetricUnit.Count, value=result.gone)
+    if result.failed or result.gone:
+        logger.warning(
+            "live frames not delivered to every subscriber",
+            extra={"posted": result.posted, "gone": result.gone, "failed": result.failed},
+        )
 
 
 @cache
@@ -134,13 +170,11 @@ def service() -> WorkflowService:
 
 def publish_failed(run: Run, exc: Exception) -> None:
     """Log and count a failed post to a run's subscribers; the step it follows stays committed."""
-    from functions.shared.observability import logger, metrics
-
     logger.warning(
         "could not publish log records to subscribers",
         extra={"run_id": run.run_id, "error": f"{type(exc).__name__}: {exc}"},
     )
-    metrics.add_metric(name="PublishFailed", unit="Count", value=1)
+    metrics.add_metric(name="PublishFailed", unit=MetricUnit.Count, value=1)
 
 
 def reset() -> None:

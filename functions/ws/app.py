@@ -9,6 +9,9 @@ Protocol (see README):
 * ``{"action": "unsubscribe", "run_id": "..."}``;
 * anything else: ``{"type": "error", "code": ..., "message": ...}``.
 
+A run takes at most ``MAX_SUBSCRIBERS_PER_RUN`` connections: the one over is
+answered 429 on ``$connect`` and the error frame ``too_many_subscribers`` on ``subscribe``.
+
 The subscription is stored before the backlog is read: records committed
 after it reach the connection live, records before ``live_from`` come from the
 backlog, so none is missed. Records carry ``seq``; while a backlog is being
@@ -26,7 +29,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field, ValidationError
 
 from engine.aws.broadcast import WebSocketBroadcaster
-from engine.errors import RunNotFoundError
+from engine.errors import RunNotFoundError, TooManySubscribersError
 from engine.frames import control_frame, error_frame, record_frames
 from functions.shared import wiring
 from functions.shared.observability import logger, tracer
@@ -67,6 +70,8 @@ def on_connect(event: APIGatewayWebSocketEvent) -> dict[str, Any]:
             _subscribe(event.request_context.connection_id, run_id)
         except RunNotFoundError:
             return _response(404, f"no run {run_id}")
+        except TooManySubscribersError as exc:
+            return _response(429, exc.message)
     return _response(200)
 
 
@@ -90,6 +95,9 @@ def on_subscribe(event: APIGatewayWebSocketEvent, body: Any) -> dict[str, Any]:
     except RunNotFoundError:
         broadcaster.post(connection_id, [error_frame("run_not_found", f"no run {request.run_id!r}")])
         return _response(404)
+    except TooManySubscribersError as exc:
+        broadcaster.post(connection_id, [error_frame(exc.code, exc.message)])
+        return _response(429)
     service = wiring.service()
     run = service.get_run(request.run_id)
     ack = control_frame(

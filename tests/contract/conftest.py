@@ -47,6 +47,18 @@ def stores(request: pytest.FixtureRequest) -> Stores:
     return Stores("dynamodb", store, store, store)
 
 
+CAP = 3
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def capped_runs(request: pytest.FixtureRequest) -> RunStore:
+    """A run store of each kind that takes at most :data:`CAP` subscribers per run."""
+    if request.param == "memory":
+        return InMemoryRunStore(max_subscribers=CAP)
+    env: Moto = request.getfixturevalue("moto")
+    return DynamoStore(env.dynamodb, env.resources.table_name, max_subscribers=CAP)
+
+
 @pytest.fixture
 def graphs(stores: Stores) -> GraphStore:
     return stores.graphs

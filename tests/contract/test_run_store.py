@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from engine.errors import ConflictError, RunNotFoundError, StaleStepError
+from engine.errors import ConflictError, RunNotFoundError, StaleStepError, TooManySubscribersError
 from engine.model import DeliveryNote, DeliveryProblem, LogRecord, LogType, Run, RunError, RunStatus
 from engine.ports import RunStore
+from tests.contract.conftest import CAP
 from tests.contract.factories import changes_for, new_run, step, step_records
 
 
@@ -311,6 +312,28 @@ def test_subscribing_to_an_unknown_run_is_not_found(runs: RunStore) -> None:
     runs.remove_subscriber("nope", "conn-1")
     with pytest.raises(RunNotFoundError):
         runs.get_run("nope")
+
+
+def test_the_subscriber_over_the_cap_is_refused_and_not_stored(capped_runs: RunStore) -> None:
+    run = create(capped_runs)
+    for i in range(CAP):
+        capped_runs.add_subscriber(run.run_id, f"conn-{i}")
+
+    with pytest.raises(TooManySubscribersError) as refused:
+        capped_runs.add_subscriber(run.run_id, "conn-over")
+    assert refused.value.code == "too_many_subscribers"
+    assert sorted(capped_runs.get_run(run.run_id).subscribers) == [f"conn-{i}" for i in range(CAP)]
+
+    again = capped_runs.add_subscriber(run.run_id, "conn-0")
+    assert len(again.subscribers) == CAP
+
+    capped_runs.remove_subscriber(run.run_id, "conn-1")
+    assert "conn-over" in capped_runs.add_subscriber(run.run_id, "conn-over").subscribers
+
+
+def test_the_cap_is_checked_before_the_run_exists(capped_runs: RunStore) -> None:
+    with pytest.raises(RunNotFoundError):
+        capped_runs.add_subscriber("nope", "conn-1")
 
 
 # large state

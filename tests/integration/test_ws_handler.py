@@ -141,3 +141,33 @@ def test_default_route_answers_with_a_clear_error(env: AwsEnv) -> None:
     assert invoke(event)["statusCode"] == 400
     [frame] = ws.frames("default-conn")
     assert frame == {"type": "error", "code": "unknown_action", "message": "unknown action 'ping'"}
+
+
+def test_a_throttled_subscriber_does_not_fail_the_step(env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = start_loop()
+    invoke(ws_event("ws_subscribe", "fine", {"action": "subscribe", "run_id": run_id}))
+    invoke(ws_event("ws_subscribe", "throttled", {"action": "subscribe", "run_id": run_id}))
+    ws.make_throttled(monkeypatch, "throttled")
+    esm(env).drain()
+    run = wiring.store().get_run(run_id)
+    assert run.status == RunStatus.SUCCEEDED
+    assert sorted(run.subscribers) == ["fine", "throttled"]
+    assert ws.records("fine")[-1]["type"] == "run_succeeded"
+
+
+def test_the_subscriber_over_the_cap_is_refused(env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_SUBSCRIBERS_PER_RUN", "1")
+    wiring.reset()
+    run_id = start_loop()
+    assert invoke(ws_event("ws_connect", "first", query={"run_id": run_id}))["statusCode"] == 200
+
+    assert invoke(ws_event("ws_connect", "second", query={"run_id": run_id}))["statusCode"] == 429
+    assert (
+        invoke(ws_event("ws_subscribe", "third", {"action": "subscribe", "run_id": run_id}))["statusCode"]
+        == 429
+    )
+    [frame] = ws.frames("third")
+    assert frame["type"] == "error"
+    assert frame["code"] == "too_many_subscribers"
+    assert wiring.store().get_run(run_id).subscribers == ["first"]
+    assert wiring.store().runs_of("third") == []

@@ -53,3 +53,22 @@ def make_gone(monkeypatch: Any, *connection_ids: str) -> None:
         original(self, data, connection_id)
 
     monkeypatch.setattr(ApiGatewayManagementApiBackend, "post_to_connection", post)
+
+
+class ThrottledError(JsonRESTError):
+    code = 429
+
+    def __init__(self) -> None:
+        super().__init__("LimitExceededException", "rate exceeded")
+
+
+def make_throttled(monkeypatch: Any, *connection_ids: str) -> None:
+    """Posting to these connections answers 429 LimitExceededException, as the account-wide throttle does."""
+    original = ApiGatewayManagementApiBackend.post_to_connection
+
+    def post(self: ApiGatewayManagementApiBackend, data: bytes, connection_id: str) -> None:
+        if connection_id in connection_ids:
+            raise ThrottledError()
+        original(self, data, connection_id)
+
+    monkeypatch.setattr(ApiGatewayManagementApiBackend, "post_to_connection", post)
