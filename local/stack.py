@@ -440,7 +440,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tool-modules",
         default=None,
-        help="comma-separated modules that register tools (WORKFLOW_TOOL_MODULES; default engine.tools.dq)",
+        help=(
+            "comma-separated modules that register tools, added to the built-in ones "
+            "(WORKFLOW_TOOL_MODULES; WORKFLOW_BUILTIN_TOOLS=false leaves the built-ins out)"
+        ),
     )
     parser.add_argument(
         "--log-level", default="INFO", help="the handlers' POWERTOOLS_LOG_LEVEL (default INFO)"

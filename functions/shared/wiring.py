@@ -11,8 +11,9 @@ Configuration (environment):
 * ``WS_MANAGEMENT_ENDPOINT``: the API Gateway management endpoint
   (``https://{api-id}.execute-api.{region}.amazonaws.com/{stage}``) used to
   post log records to WebSocket subscribers; no subscribers are served without it.
-* ``WORKFLOW_TOOL_MODULES``: comma-separated modules that register tools
-  (default ``engine.tools.dq``).
+* ``WORKFLOW_TOOL_MODULES``: comma-separated modules that register tools,
+  loaded after the built-in ones (``engine.tools.dq``).
+* ``WORKFLOW_BUILTIN_TOOLS``: ``false`` leaves the built-in tools out.
 * ``RUN_TTL_DAYS``: days a finished run and its log are kept (default 30).
 * ``AWS_ENDPOINT_URL``: honoured by boto3 itself; the local stack points it at moto.
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from engine.registry import DEFAULT_TOOL_MODULES, REGISTRY, load_tool_modules
+from engine.registry import REGISTRY, configured_tool_modules, load_tool_modules
 from engine.service import WorkflowService
 
 if TYPE_CHECKING:
@@ -43,15 +44,14 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        modules = os.environ.get("WORKFLOW_TOOL_MODULES")
         return cls(
             table_name=os.environ["TABLE_NAME"],
             blob_bucket=os.environ.get("BLOB_BUCKET") or None,
             step_queue_url=os.environ["STEP_QUEUE_URL"],
             ws_endpoint=os.environ.get("WS_MANAGEMENT_ENDPOINT") or None,
-            tool_modules=tuple(m for m in modules.split(",") if m.strip())
-            if modules
-            else DEFAULT_TOOL_MODULES,
+            tool_modules=configured_tool_modules(
+                os.environ.get("WORKFLOW_TOOL_MODULES"), os.environ.get("WORKFLOW_BUILTIN_TOOLS")
+            ),
             ttl_days=float(os.environ.get("RUN_TTL_DAYS", "30")),
         )
 
