@@ -20,7 +20,7 @@ _EDGE_SHAPE = 'an edge must be a node name or a list of rules such as {"when": {
 
 def _edge_forms(source: Any, names: list[str] | None = None) -> str:
     """What to write for the edge from ``source``: the accepted forms, and why a list of node names is not one."""
-    first, second = (names + ["c"])[:2] if names else ("b", "c")
+    first, second = [*names, "c"][:2] if names else ("b", "c")
     text = (
         f"edge from {str(source)!r} must be a node name ({_json(first)}), or a list of rules "
         f'[{{"when": {{...}}, "to": {_json(first)}}}, {{"to": {_json(second)}}}]'

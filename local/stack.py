@@ -18,6 +18,13 @@ at moto and at the gateway. The URLs are printed and written to
 ``.local-stack/stack.json`` (:mod:`local.state_file`) until the stack stops
 (Ctrl-C or SIGTERM).
 
+``python -m local.stack`` keeps its data in ``.local-stack/data/`` (``--data-dir``):
+DynamoDB, SQS and S3 are saved to ``snapshot.json`` there (:mod:`local.snapshot`)
+every few seconds while something changes and when the stack stops, and loaded
+back when it starts, so graphs, runs and logs survive a restart and a run that
+was in flight goes on. ``--fresh`` starts empty. ``LocalStack`` from Python keeps
+nothing unless given a ``data_dir``.
+
 From Python (tests, demo, benchmarks)::
 
     with LocalStack(port=0, moto_port=0, workers=4) as stack:
@@ -42,7 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local import state_file
+from local import snapshot, state_file
 from local.esm import EventSourceMapping
 from local.gateway import EventLoopThread, Gateway
 from local.moto_server import MotoServer
@@ -55,6 +62,8 @@ log = logging.getLogger(__name__)
 REGION = "us-east-1"
 ACCESS_KEY = "testing"
 DEFAULT_VISIBILITY_TIMEOUT = 10
+DATA_DIR = state_file.ROOT / ".local-stack" / "data"
+SNAPSHOT_INTERVAL_SECONDS = 5.0
 HANDLERS = {
     "api": "functions.api.app:lambda_handler",
     "ws": "functions.ws.app:lambda_handler",
@@ -133,6 +142,11 @@ class LocalStack:
         warm: start the step, API and WebSocket environments before :meth:`start` returns.
         state_file: where to record the URLs while running (``python -m local.stack``
             uses ``.local-stack/stack.json``); ``None`` writes nothing.
+        data_dir: the folder whose ``snapshot.json`` the data is loaded from at start and
+            saved to while running and at stop (``python -m local.stack`` uses
+            ``.local-stack/data``); ``None`` keeps nothing.
+        fresh: with ``data_dir``, start empty (the saved data is discarded).
+        snapshot_interval: seconds between saves while running (a save writes only if the data changed).
     """
 
     def __init__(
@@ -152,6 +166,9 @@ class LocalStack:
         warm: bool = True,
         state_file: Path | None = None,
         prefix: str = "graphflow",
+        data_dir: Path | None = None,
+        fresh: bool = False,
+        snapshot_interval: float = SNAPSHOT_INTERVAL_SECONDS,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -175,6 +192,10 @@ class LocalStack:
         self.warm = warm
         self.state_file = state_file
         self.prefix = prefix
+        self.data_dir = data_dir
+        self.fresh = fresh
+        self.snapshot_interval = snapshot_interval
+        self.restored: dict[str, int] = {}
 
         self.moto: MotoServer | None = None
         self.resources: Resources | None = None
@@ -186,6 +207,9 @@ class LocalStack:
         self._loop: EventLoopThread | None = None
         self._zygote: Zygote | None = None
         self._clients: dict[str, Any] = {}
+        self._loaded = False
+        self._saver: threading.Thread | None = None
+        self._stop_saving = threading.Event()
 
     # addresses
 
@@ -246,6 +270,37 @@ class LocalStack:
             os.environ.update(saved)
             wiring.reset()
 
+    @property
+    def snapshot_path(self) -> Path | None:
+        """``snapshot.json`` in :attr:`data_dir`, or ``None`` when the stack keeps nothing."""
+        return self.data_dir / snapshot.FILE_NAME if self.data_dir is not None else None
+
+    def save(self) -> bool:
+        """Save the data to :attr:`snapshot_path` now; whether the file was written (it is not if unchanged)."""
+        path = self.snapshot_path
+        if path is None or self.moto is None or not self._loaded:
+            return False
+        return self.moto.snapshot(path)
+
+    def _load(self) -> None:
+        path = self.snapshot_path
+        assert path is not None and self.moto is not None
+        if self.fresh:
+            path.unlink(missing_ok=True)
+        else:
+            self.restored = self.moto.restore(path)
+        self._loaded = True
+        self._stop_saving.clear()
+        self._saver = threading.Thread(target=self._save_periodically, name="local-stack-saver", daemon=True)
+        self._saver.start()
+
+    def _save_periodically(self) -> None:
+        while not self._stop_saving.wait(self.snapshot_interval):
+            try:
+                self.save()
+            except Exception as exc:
+                log.warning("could not save the local stack's data: %s", exc)
+
     def info(self) -> dict[str, Any]:
         """What ``.local-stack/stack.json`` holds."""
         return {
@@ -278,6 +333,8 @@ class LocalStack:
                 QueueUrl=self.resources.queue_url,
                 Attributes={"VisibilityTimeout": str(self.visibility_timeout)},
             )
+        if self.data_dir is not None:
+            self._load()
 
         self._loop = EventLoopThread()
         self.gateway = Gateway(None, None, port=self.port)
@@ -370,7 +427,12 @@ class LocalStack:
             list(pool.map(warm, counts))
 
     def stop(self) -> None:
-        """Stop the poller (batches in flight finish), the gateway (clients get ``$disconnect``), the functions, moto."""
+        """Stop the poller (batches in flight finish), the gateway (clients get ``$disconnect``), the functions,
+        then save the data (with ``data_dir``) and stop moto."""
+        self._stop_saving.set()
+        if self._saver is not None:
+            self._saver.join()
+            self._saver = None
         if self.poller is not None:
             self.poller.stop()
             self.poller = None
@@ -392,6 +454,12 @@ class LocalStack:
         for client in self._clients.values():
             client.close()
         self._clients = {}
+        if self.moto is not None and self.moto.running and self._loaded:
+            try:
+                self.save()
+            except Exception:
+                log.exception("the local stack's data could not be saved")
+        self._loaded = False
         if self.moto is not None:
             self.moto.stop()
             self.moto = None
@@ -415,6 +483,18 @@ class LocalStack:
             and self.poller is not None
             and self.poller.running
         )
+
+
+def _restored(stack: LocalStack) -> str:
+    if stack.fresh:
+        return "started empty (--fresh)"
+    counts = stack.restored
+    if not any(counts.get(k) for k in ("items", "messages", "objects")):
+        return "nothing saved yet"
+    return (
+        f"restored {counts.get('items', 0)} items, {counts.get('messages', 0)} queued steps, "
+        f"{counts.get('objects', 0)} objects"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -449,6 +529,15 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", help="the handlers' POWERTOOLS_LOG_LEVEL (default INFO)"
     )
     parser.add_argument("--metrics", action="store_true", help="print the handlers' EMF metric lines")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DATA_DIR,
+        help="where the data is kept between runs, in snapshot.json (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="start empty: discard the data kept in --data-dir"
+    )
     parser.add_argument(
         "--state-file",
         type=Path,
@@ -486,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         metrics=args.metrics,
         state_file=args.state_file,
+        data_dir=args.data_dir,
+        fresh=args.fresh,
     )
     started = time.monotonic()
     try:
@@ -502,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"  WebSocket  {stack.ws_url}",
                     f"  moto       {stack.moto_url}",
                     f"  state      {args.state_file}",
+                    f"  data       {args.data_dir} ({_restored(stack)})",
                     "Ctrl-C to stop.",
                 ]
             ),
