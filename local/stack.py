@@ -64,6 +64,7 @@ ACCESS_KEY = "testing"
 DEFAULT_VISIBILITY_TIMEOUT = 10
 DATA_DIR = state_file.ROOT / ".local-stack" / "data"
 SNAPSHOT_INTERVAL_SECONDS = 5.0
+STOP_GRACE_SECONDS = 3.0
 HANDLERS = {
     "api": "functions.api.app:lambda_handler",
     "ws": "functions.ws.app:lambda_handler",
@@ -147,6 +148,8 @@ class LocalStack:
             ``.local-stack/data``); ``None`` keeps nothing.
         fresh: with ``data_dir``, start empty (the saved data is discarded).
         snapshot_interval: seconds between saves while running (a save writes only if the data changed).
+        stop_grace: seconds :meth:`stop` lets invocations in flight finish; those still running
+            then are ended, and their messages stay in the queue (delivered again after a restart).
     """
 
     def __init__(
@@ -169,6 +172,7 @@ class LocalStack:
         data_dir: Path | None = None,
         fresh: bool = False,
         snapshot_interval: float = SNAPSHOT_INTERVAL_SECONDS,
+        stop_grace: float = STOP_GRACE_SECONDS,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -195,6 +199,7 @@ class LocalStack:
         self.data_dir = data_dir
         self.fresh = fresh
         self.snapshot_interval = snapshot_interval
+        self.stop_grace = stop_grace
         self.restored: dict[str, int] = {}
 
         self.moto: MotoServer | None = None
@@ -427,15 +432,14 @@ class LocalStack:
             list(pool.map(warm, counts))
 
     def stop(self) -> None:
-        """Stop the poller (batches in flight finish), the gateway (clients get ``$disconnect``), the functions,
-        then save the data (with ``data_dir``) and stop moto."""
+        """Stop the poller (batches in flight get ``stop_grace`` seconds), the gateway (clients get
+        ``$disconnect``), the functions, then save the data (with ``data_dir``) and stop moto."""
         self._stop_saving.set()
         if self._saver is not None:
             self._saver.join()
             self._saver = None
         if self.poller is not None:
-            self.poller.stop()
-            self.poller = None
+            self.poller.stop(self.stop_grace, warn=False)
         if self.gateway is not None and self._loop is not None:
             try:
                 self._loop.run(self.gateway.stop(), timeout=30)
@@ -445,6 +449,9 @@ class LocalStack:
         for function in self.functions.values():
             function.close()
         self.functions = {}
+        if self.poller is not None:
+            self.poller.stop()
+            self.poller = None
         if self._zygote is not None:
             self._zygote.close()
             self._zygote = None
