@@ -49,11 +49,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from functions.shared import log_lines
 from local import snapshot, state_file
 from local.esm import EventSourceMapping
 from local.gateway import EventLoopThread, Gateway
 from local.moto_server import MotoServer
 from local.poller import Poller
+from local.request_log import RequestLog
 from local.resources import Resources, create_resources, load_template
 from local.runtime import FunctionConfig, InvocationError, LocalFunction, Zygote
 
@@ -65,6 +67,7 @@ DEFAULT_VISIBILITY_TIMEOUT = 10
 DATA_DIR = state_file.ROOT / ".local-stack" / "data"
 SNAPSHOT_INTERVAL_SECONDS = 5.0
 STOP_GRACE_SECONDS = 3.0
+LOG_FORMATS = ("json", "text")
 HANDLERS = {
     "api": "functions.api.app:lambda_handler",
     "ws": "functions.ws.app:lambda_handler",
@@ -137,6 +140,10 @@ class LocalStack:
         environment: more variables for every handler's environment.
         handlers: ``module:attribute`` overrides for the ``api``, ``ws``, ``step`` or ``dlq`` handler.
         log_level: ``POWERTOOLS_LOG_LEVEL`` for the handlers.
+        log_format: ``"json"``: the handlers log Powertools' JSON lines, as deployed; ``"text"``: one
+            short line per record (``GRAPHFLOW_LOG_FORMAT=text``), one line per HTTP request
+            (:mod:`local.request_log`), and the API's and WebSocket's own INFO records left out at
+            ``log_level`` INFO, since the request line says what they would.
         metrics: print Powertools' EMF metric lines (off: ``POWERTOOLS_METRICS_DISABLED``).
         api_concurrency: concurrent HTTP API invocations.
         ws_concurrency: concurrent WebSocket invocations.
@@ -163,6 +170,7 @@ class LocalStack:
         environment: Mapping[str, str] | None = None,
         handlers: Mapping[str, str] | None = None,
         log_level: str = "INFO",
+        log_format: str = "json",
         metrics: bool = False,
         api_concurrency: int = 8,
         ws_concurrency: int = 4,
@@ -189,7 +197,10 @@ class LocalStack:
         self.tool_modules = tuple(modules) if modules is not None else None
         self.extra_environment = dict(environment or {})
         self.handlers = {**HANDLERS, **(handlers or {})}
+        if log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {LOG_FORMATS}")
         self.log_level = log_level
+        self.log_format = log_format
         self.metrics = metrics
         self.api_concurrency = api_concurrency
         self.ws_concurrency = ws_concurrency
@@ -350,11 +361,14 @@ class LocalStack:
         concurrency = {"api": self.api_concurrency, "ws": self.ws_concurrency, "step": self.workers, "dlq": 1}
         for name, handler in self.handlers.items():
             spec = declared.get(HANDLERS[name]) or FunctionSpec(HANDLERS[name])
+            quieter = {}
+            if self.log_format == "text" and name in ("api", "ws") and self.log_level.upper() == "INFO":
+                quieter["POWERTOOLS_LOG_LEVEL"] = "WARNING"
             self.functions[name] = LocalFunction(
                 FunctionConfig(
                     name=f"{self.prefix}-{name}",
                     handler=handler,
-                    environment={**spec.environment, **self.environment},
+                    environment={**spec.environment, **self.environment, **quieter},
                     concurrency=concurrency[name],
                     timeout_seconds=spec.timeout_seconds,
                     memory_mb=spec.memory_mb,
@@ -363,7 +377,9 @@ class LocalStack:
             )
         if self.warm:
             self._warm({"step": self.workers, "api": 1, "ws": 1})
-        self.gateway.http_handler = self.functions["api"]
+        self.gateway.http_handler = (
+            RequestLog(self.functions["api"]) if self.log_format == "text" else self.functions["api"]
+        )
         self.gateway.ws_handler = self.functions["ws"]
 
         sqs = self.client("sqs")
@@ -413,6 +429,7 @@ class LocalStack:
             "WS_MANAGEMENT_ENDPOINT": self.gateway.url,
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": self.log_level,
+            log_lines.FORMAT_VARIABLE: self.log_format,
         }
         if not self.metrics:
             environment["POWERTOOLS_METRICS_DISABLED"] = "true"
@@ -537,6 +554,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--metrics", action="store_true", help="print the handlers' EMF metric lines")
     parser.add_argument(
+        "--json-logs",
+        action="store_true",
+        default=os.environ.get(log_lines.FORMAT_VARIABLE, "").strip().lower() == "json",
+        help=(
+            "the handlers' Powertools JSON log lines, as deployed, instead of one short line per request "
+            f"and step (also {log_lines.FORMAT_VARIABLE}=json)"
+        ),
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         default=DATA_DIR,
@@ -580,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         visibility_timeout=args.visibility_timeout or None,
         tool_modules=modules,
         log_level=args.log_level,
+        log_format="json" if args.json_logs else "text",
         metrics=args.metrics,
         state_file=args.state_file,
         data_dir=args.data_dir,

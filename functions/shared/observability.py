@@ -11,6 +11,9 @@ a tracer that would record nothing.
 added a metric: one that had nothing to count (a stale step message, a DLQ
 drop) prints nothing, where Powertools would warn ``No application metrics to
 publish``.
+
+``logger`` writes Powertools' JSON lines, or one short line of text per record
+when ``GRAPHFLOW_LOG_FORMAT`` is ``text`` (:mod:`functions.shared.log_lines`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any, TypeVar, cast, overload
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+from functions.shared import log_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +52,13 @@ def _metrics(namespace: str) -> Metrics:
     return Metrics(namespace=namespace, provider=provider)
 
 
-logger = Logger()
+def _logger() -> Logger:
+    if os.environ.get(log_lines.FORMAT_VARIABLE, "json").strip().lower() == "text":
+        return Logger(json_serializer=log_lines.text_line)
+    return Logger()
+
+
+logger = _logger()
 metrics = _metrics(os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "graphflow"))
 
 
