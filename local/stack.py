@@ -142,7 +142,7 @@ class LocalStack:
         log_level: ``POWERTOOLS_LOG_LEVEL`` for the handlers.
         log_format: ``"json"``: the handlers log Powertools' JSON lines, as deployed; ``"text"``: one
             short line per record (``GRAPHFLOW_LOG_FORMAT=text``), one line per HTTP request
-            (:mod:`local.request_log`), and the API's and WebSocket's own INFO records left out at
+            (:mod:`local.request_log`, at ``log_level`` INFO or DEBUG), and the API's and WebSocket's own INFO records left out at
             ``log_level`` INFO, since the request line says what they would.
         metrics: print Powertools' EMF metric lines (off: ``POWERTOOLS_METRICS_DISABLED``).
         api_concurrency: concurrent HTTP API invocations.
@@ -377,9 +377,8 @@ class LocalStack:
             )
         if self.warm:
             self._warm({"step": self.workers, "api": 1, "ws": 1})
-        self.gateway.http_handler = (
-            RequestLog(self.functions["api"]) if self.log_format == "text" else self.functions["api"]
-        )
+        request_lines = self.log_format == "text" and self.log_level.upper() in ("DEBUG", "INFO")
+        self.gateway.http_handler = RequestLog(self.functions["api"]) if request_lines else self.functions["api"]
         self.gateway.ws_handler = self.functions["ws"]
 
         sqs = self.client("sqs")
