@@ -378,7 +378,9 @@ class LocalStack:
         if self.warm:
             self._warm({"step": self.workers, "api": 1, "ws": 1})
         request_lines = self.log_format == "text" and self.log_level.upper() in ("DEBUG", "INFO")
-        self.gateway.http_handler = RequestLog(self.functions["api"]) if request_lines else self.functions["api"]
+        self.gateway.http_handler = (
+            RequestLog(self.functions["api"]) if request_lines else self.functions["api"]
+        )
         self.gateway.ws_handler = self.functions["ws"]
 
         sqs = self.client("sqs")
