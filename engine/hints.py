@@ -25,4 +25,9 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 def unknown_tool(name: str, choices: Iterable[str]) -> str:
     """The message for a tool name that is not registered: the closest names and where to list them all."""
-    return f"unknown tool {name!r}{did_you_mean(name, choices)}; {TOOLS_POINTER}"
+    return f"unknown tool {name!r}{with_pointer(did_you_mean(name, choices))}"
+
+
+def with_pointer(hint: str) -> str:
+    """``hint`` followed by where to list the tools."""
+    return f"{hint} {TOOLS_POINTER}" if hint else f"; {TOOLS_POINTER}"

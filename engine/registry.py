@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from engine.errors import ToolNotFoundError
-from engine.hints import TOOLS_POINTER, did_you_mean
+from engine.hints import did_you_mean, with_pointer
 
 ToolResult = dict[str, Any] | None
 ToolFunc = Callable[[dict[str, Any], "ToolContext"], ToolResult | Awaitable[ToolResult]]
@@ -81,7 +81,7 @@ class ToolRegistry:
             return self._tools[name]
         except KeyError:
             raise ToolNotFoundError(
-                f"no tool named {name!r}{did_you_mean(name, self._tools)}; {TOOLS_POINTER}", tool=name
+                f"no tool named {name!r}{with_pointer(did_you_mean(name, self._tools))}", tool=name
             ) from None
 
     def __contains__(self, name: object) -> bool:
