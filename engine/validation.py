@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from engine import conditions
 from engine.errors import InvalidGraphError, Problem
-from engine.graph import END, Graph, duplicate_node_names, repeated_edge_sources
+from engine.graph import END, Graph, Node, RetryPolicy, duplicate_node_names, repeated_edge_sources
 from engine.hints import did_you_mean, unknown_tool
 from engine.registry import ToolRegistry
 
@@ -28,10 +28,40 @@ def _edge_forms(source: Any, names: list[str] | None = None) -> str:
     if names is not None:
         text += (
             "; a list of node names is not an edge: a run follows one edge at a time, so for nodes "
-            f"that run one after another chain them ({_json(first)}: {_json(second)}), and to choose "
+            f"that run one after another chain them ({_json(str(source))}: {_json(first)}, "
+            f"{_json(first)}: {_json(second)}), and to choose "
             'between them give rules with "when" conditions'
         )
     return text
+
+
+_NODE_FORMS = (
+    'a node is a tool name ("dq.profile") or an object such as {"tool": "dq.profile", '
+    '"retry": {"max_attempts": 3}, "timeout_seconds": 30, "catch": "node"}'
+)
+
+
+def _message(err: Any) -> str:
+    """Pydantic's message, with the accepted forms of a node, or the closest field for an unknown one."""
+    loc, message = err["loc"], err["msg"]
+    if len(loc) == 2 and loc[0] == "nodes" and not isinstance(err["input"], dict | str):
+        return _NODE_FORMS
+    if err["type"] == "extra_forbidden":
+        fields = _fields_at(loc[:-1])
+        if fields:
+            return f"{message}{did_you_mean(str(loc[-1]), fields)} (accepted: {', '.join(fields)})"
+    return str(message)
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The fields of the model at ``loc`` (the graph, a node, a node's retry), or none."""
+    if not loc:
+        return list(Graph.model_fields)
+    if loc[0] == "nodes" and len(loc) == 2:
+        return list(Node.model_fields)
+    if loc[0] == "nodes" and len(loc) == 3 and loc[2] == "retry":
+        return list(RetryPolicy.model_fields)
+    return []
 
 
 def _json(name: str) -> str:
@@ -81,7 +111,7 @@ def _problems_of(exc: ValidationError, raw: Any = None) -> list[Problem]:
             fields = ["when" if part == "condition" and i == 0 else part for i, part in enumerate(rest)]
             problems.append(Problem(_where((f"{edge_at}[{index}]", *fields)), err["msg"]))
             continue
-        problems.append(Problem(_where(loc), err["msg"]))
+        problems.append(Problem(_where(loc), _message(err)))
     return problems
 
 

@@ -61,6 +61,8 @@ class Poller:
 
     def start(self) -> None:
         self._stop.clear()
+        for mapping, _workers in self._mappings:
+            mapping.stopping = False
         for mapping, workers in self._mappings:
             for index in range(workers):
                 thread = threading.Thread(
@@ -92,6 +94,8 @@ class Poller:
         Workers still busy then are left running (call again to wait for them).
         """
         self._stop.set()
+        for mapping, _workers in self._mappings:
+            mapping.stopping = True
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))

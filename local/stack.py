@@ -140,10 +140,10 @@ class LocalStack:
         environment: more variables for every handler's environment.
         handlers: ``module:attribute`` overrides for the ``api``, ``ws``, ``step`` or ``dlq`` handler.
         log_level: ``POWERTOOLS_LOG_LEVEL`` for the handlers.
-        log_format: ``"json"``: the handlers log Powertools' JSON lines, as deployed; ``"text"``: one
-            short line per record (``GRAPHFLOW_LOG_FORMAT=text``), one line per HTTP request
-            (:mod:`local.request_log`, at ``log_level`` INFO or DEBUG), and the API's and WebSocket's own INFO records left out at
-            ``log_level`` INFO, since the request line says what they would.
+        log_format: ``"json"``: the handlers log Powertools' JSON lines, as deployed; ``"text"``:
+            one short line per record (``GRAPHFLOW_LOG_FORMAT=text``) and, at ``log_level`` INFO
+            or DEBUG, one line per HTTP request (:mod:`local.request_log`); at INFO the API's and
+            WebSocket's own INFO records are left out, since the request line says what they would.
         metrics: print Powertools' EMF metric lines (off: ``POWERTOOLS_METRICS_DISABLED``).
         api_concurrency: concurrent HTTP API invocations.
         ws_concurrency: concurrent WebSocket invocations.

@@ -416,3 +416,25 @@ def test_an_edge_of_the_wrong_type_shows_the_accepted_forms(registry: ToolRegist
     problems = problems_of({"start_node": "a", "nodes": {"a": "t.noop"}, "edges": {"a": 3}}, registry)
     assert where(problems) == ["edges.a"]
     assert 'must be a node name ("b"), or a list of rules' in problems[0].message
+
+
+def test_a_malformed_node_shows_the_accepted_forms(registry: ToolRegistry) -> None:
+    problems = problems_of({"start_node": "a", "nodes": {"a": 3}}, registry)
+    assert where(problems) == ["nodes.a"]
+    assert problems[0].message.startswith(
+        'a node is a tool name ("dq.profile") or an object such as {"tool": '
+    )
+
+
+def test_a_misspelt_field_gets_the_closest_and_the_accepted_fields(registry: ToolRegistry) -> None:
+    problems = problems_of(
+        {"start_node": "a", "nodes": {"a": {"tool": "t.noop", "retry": {"max_atempts": 2}}}, "edge": {}},
+        registry,
+    )
+    find(problems, "edge", "did you mean 'edges'? (accepted: name, description, start_node, nodes, edges")
+    find(problems, "nodes.a.retry.max_atempts", "did you mean 'max_attempts'?")
+
+
+def test_a_node_list_entry_without_a_name_shows_both_forms(registry: ToolRegistry) -> None:
+    problems = problems_of({"start_node": "a", "nodes": [{"tool": "t.noop"}]}, registry)
+    find(problems, "nodes", '[{"name": "a", "tool": "dq.profile"}]; or give nodes as {"a": "dq.profile"}')
