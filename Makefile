@@ -38,7 +38,8 @@ demo: venv
 	$(BIN)/python -m local.demo $(DEMO_ARGS)
 
 # The whole system on this machine with the real handlers: moto, the HTTP and WebSocket APIs on
-# 127.0.0.1:8000, the step pollers. Ctrl-C stops it. Options: make dev DEV_ARGS='--port 0 --workers 8'
+# 127.0.0.1:8000, the step pollers. Ctrl-C stops it. Its data stays in .local-stack/data/ (docs/local-stack.md).
+# Options: make dev DEV_ARGS='--fresh' (start empty), '--json-logs', '--port 0 --workers 8'
 dev: venv
 	$(BIN)/python -m local.stack $(DEV_ARGS)
 

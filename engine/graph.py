@@ -114,7 +114,10 @@ class Graph(BaseModel):
             out: dict[str, Any] = {}
             for item in value:
                 if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                    raise ValueError("each node in a list needs a 'name'")
+                    raise ValueError(
+                        "each node in a list needs a 'name', as in "
+                        '[{"name": "a", "tool": "dq.profile"}]; or give nodes as {"a": "dq.profile"}'
+                    )
                 body = {k: v for k, v in item.items() if k != "name"}
                 out[item["name"]] = body
             return out
@@ -128,7 +131,10 @@ class Graph(BaseModel):
             out: dict[str, Any] = {}
             for item in value:
                 if not isinstance(item, dict) or "from" not in item or "to" not in item:
-                    raise ValueError("each edge in a list needs 'from' and 'to'")
+                    raise ValueError(
+                        "each edge in a list needs 'from' and 'to', as in "
+                        '[{"from": "a", "to": "b"}]; or give edges as {"a": "b"}'
+                    )
                 rule = {k: v for k, v in item.items() if k != "from"}
                 out.setdefault(item["from"], []).append(rule)
             return out

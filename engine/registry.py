@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from engine.errors import ToolNotFoundError
+from engine.hints import did_you_mean, with_pointer
 
 ToolResult = dict[str, Any] | None
 ToolFunc = Callable[[dict[str, Any], "ToolContext"], ToolResult | Awaitable[ToolResult]]
@@ -79,7 +80,9 @@ class ToolRegistry:
         try:
             return self._tools[name]
         except KeyError:
-            raise ToolNotFoundError(f"no tool named {name!r}", tool=name) from None
+            raise ToolNotFoundError(
+                f"no tool named {name!r}{with_pointer(did_you_mean(name, self._tools))}", tool=name
+            ) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
@@ -111,6 +114,18 @@ def tool(name: str, *, description: str | None = None) -> Callable[[F], F]:
             return {"profile": ...}
     """
     return REGISTRY.tool(name, description=description)
+
+
+def configured_tool_modules(modules: str | None, builtin_tools: str | None = None) -> tuple[str, ...]:
+    """The modules to load: the built-in ones (:data:`DEFAULT_TOOL_MODULES`), then those of ``modules``.
+
+    ``modules`` is ``WORKFLOW_TOOL_MODULES`` (comma-separated, added to the
+    built-ins); ``builtin_tools`` is ``WORKFLOW_BUILTIN_TOOLS``: ``false`` (or
+    ``0``, ``no``, ``off``) leaves the built-ins out. Each module appears once.
+    """
+    keep_builtins = (builtin_tools or "true").strip().lower() not in ("false", "0", "no", "off")
+    names = [*(DEFAULT_TOOL_MODULES if keep_builtins else ()), *(modules or "").split(",")]
+    return tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
 
 
 def load_tool_modules(modules: Iterable[str] = DEFAULT_TOOL_MODULES) -> None:

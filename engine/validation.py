@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from engine import conditions
 from engine.errors import InvalidGraphError, Problem
-from engine.graph import END, Graph, duplicate_node_names, repeated_edge_sources
+from engine.graph import END, Graph, Node, RetryPolicy, duplicate_node_names, repeated_edge_sources
+from engine.hints import did_you_mean, unknown_tool
 from engine.registry import ToolRegistry
 
 _EDGE_NAME = "str"
@@ -17,11 +18,67 @@ _EDGE_RULES = "list[EdgeRule]"
 _EDGE_SHAPE = 'an edge must be a node name or a list of rules such as {"when": {...}, "to": "node"}'
 
 
+def _edge_forms(source: Any, names: list[str] | None = None) -> str:
+    """What to write for the edge from ``source``: the accepted forms, and why a list of node names is not one."""
+    first, second = [*names, "c"][:2] if names else ("b", "c")
+    text = (
+        f"edge from {str(source)!r} must be a node name ({_json(first)}), or a list of rules "
+        f'[{{"when": {{...}}, "to": {_json(first)}}}, {{"to": {_json(second)}}}]'
+    )
+    if names is not None:
+        text += (
+            "; a list of node names is not an edge: a run follows one edge at a time, so for nodes "
+            f"that run one after another chain them ({_json(str(source))}: {_json(first)}, "
+            f"{_json(first)}: {_json(second)}), and to choose "
+            'between them give rules with "when" conditions'
+        )
+    return text
+
+
+_NODE_FORMS = (
+    'a node is a tool name ("dq.profile") or an object such as {"tool": "dq.profile", '
+    '"retry": {"max_attempts": 3}, "timeout_seconds": 30, "catch": "node"}'
+)
+
+
+def _message(err: Any) -> str:
+    """Pydantic's message, with the accepted forms of a node, or the closest field for an unknown one."""
+    loc, message = err["loc"], err["msg"]
+    if len(loc) == 2 and loc[0] == "nodes" and not isinstance(err["input"], dict | str):
+        return _NODE_FORMS
+    if err["type"] == "extra_forbidden":
+        fields = _fields_at(loc[:-1])
+        if fields:
+            return f"{message}{did_you_mean(str(loc[-1]), fields)} (accepted: {', '.join(fields)})"
+    return str(message)
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The fields of the model at ``loc`` (the graph, a node, a node's retry), or none."""
+    if not loc:
+        return list(Graph.model_fields)
+    if loc[0] == "nodes" and len(loc) == 2:
+        return list(Node.model_fields)
+    if loc[0] == "nodes" and len(loc) == 3 and loc[2] == "retry":
+        return list(RetryPolicy.model_fields)
+    return []
+
+
+def _json(name: str) -> str:
+    return '"' + name.replace('"', '\\"') + '"'
+
+
 def _where(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "graph"
 
 
-def _problems_of(exc: ValidationError) -> list[Problem]:
+def _raw_edge(raw: Any, source: Any) -> list[Any]:
+    edges = raw.get("edges") if isinstance(raw, dict) else None
+    edge = edges.get(source) if isinstance(edges, dict) else None
+    return edge if isinstance(edge, list) else []
+
+
+def _problems_of(exc: ValidationError, raw: Any = None) -> list[Problem]:
     """Pydantic's errors as problems, without the noise of the edge union.
 
     An edge is ``str | list[EdgeRule]``: pydantic reports a failing edge once per
@@ -33,21 +90,28 @@ def _problems_of(exc: ValidationError) -> list[Problem]:
     one problem.
     """
     problems: list[Problem] = []
+    listed_names: set[str] = set()
     for err in exc.errors():
         loc = err["loc"]
         if len(loc) >= 3 and loc[0] == "edges" and loc[2] in (_EDGE_NAME, _EDGE_RULES):
             edge_at = f"edges.{loc[1]}"
             if loc[2] == _EDGE_NAME:
                 if not isinstance(err["input"], list):
-                    problems.append(Problem(edge_at, _EDGE_SHAPE))
+                    problems.append(Problem(edge_at, f"{_EDGE_SHAPE}: {_edge_forms(loc[1])}"))
                 continue
             if len(loc) == 3:
+                continue
+            if len(loc) == 4 and isinstance(err["input"], str):
+                if edge_at not in listed_names:
+                    listed_names.add(edge_at)
+                    names = [part for part in _raw_edge(raw, loc[1]) if isinstance(part, str)]
+                    problems.append(Problem(edge_at, _edge_forms(loc[1], names)))
                 continue
             index, *rest = loc[3:]
             fields = ["when" if part == "condition" and i == 0 else part for i, part in enumerate(rest)]
             problems.append(Problem(_where((f"{edge_at}[{index}]", *fields)), err["msg"]))
             continue
-        problems.append(Problem(_where(loc), err["msg"]))
+        problems.append(Problem(_where(loc), _message(err)))
     return problems
 
 
@@ -68,7 +132,7 @@ def _parse(raw: Any) -> tuple[Graph | None, list[Problem]]:
     try:
         return Graph.model_validate(raw), problems
     except ValidationError as exc:
-        problems.extend(_problems_of(exc))
+        problems.extend(_problems_of(exc, raw))
         return None, problems
 
 
@@ -85,22 +149,36 @@ def find_problems(graph: Graph, registry: ToolRegistry) -> list[Problem]:
     problems: list[Problem] = []
     nodes = graph.nodes
     if graph.start_node not in nodes:
-        problems.append(Problem("start_node", f"start node {graph.start_node!r} is not a node"))
+        problems.append(
+            Problem(
+                "start_node",
+                f"start node {graph.start_node!r} is not a node{did_you_mean(graph.start_node, nodes)}",
+            )
+        )
     if END in nodes:
         problems.append(
             Problem(f"nodes.{END}", f"the name {END!r} is reserved for the edge target that ends a run")
         )
     for name, node in nodes.items():
         if node.tool not in registry:
-            problems.append(Problem(f"nodes.{name}.tool", f"unknown tool {node.tool!r}"))
+            problems.append(Problem(f"nodes.{name}.tool", unknown_tool(node.tool, registry.names())))
         if node.catch is not None and node.catch not in nodes:
-            problems.append(Problem(f"nodes.{name}.catch", f"catch leads to unknown node {node.catch!r}"))
+            problems.append(
+                Problem(
+                    f"nodes.{name}.catch",
+                    f"catch leads to unknown node {node.catch!r}{did_you_mean(node.catch, nodes)}",
+                )
+            )
     for source, edge in graph.edges.items():
         if source not in nodes:
-            problems.append(Problem(f"edges.{source}", f"edge from unknown node {source!r}"))
+            problems.append(
+                Problem(f"edges.{source}", f"edge from unknown node {source!r}{did_you_mean(source, nodes)}")
+            )
         if isinstance(edge, str):
             if edge not in nodes and edge != END:
-                problems.append(Problem(f"edges.{source}", f"edge to unknown node {edge!r}"))
+                problems.append(
+                    Problem(f"edges.{source}", f"edge to unknown node {edge!r}{did_you_mean(edge, nodes)}")
+                )
             continue
         if not edge:
             problems.append(
@@ -110,7 +188,9 @@ def find_problems(graph: Graph, registry: ToolRegistry) -> list[Problem]:
         for i, rule in enumerate(edge):
             where = f"edges.{source}[{i}]"
             if rule.to not in nodes and rule.to != END:
-                problems.append(Problem(where, f"edge to unknown node {rule.to!r}"))
+                problems.append(
+                    Problem(where, f"edge to unknown node {rule.to!r}{did_you_mean(rule.to, nodes)}")
+                )
             if default_at is not None:
                 problems.append(
                     Problem(where, f"is never taken: rule {default_at} before it has no condition")

@@ -31,6 +31,7 @@ from local.client import (
     ApiError,
     ClientError,
     Endpoints,
+    UnreachableError,
     WorkflowClient,
     resolve_endpoints,
 )
@@ -63,7 +64,21 @@ _STATUS_STYLES = {
 
 
 class UsageError(Exception):
-    """A command-line value that cannot be used (not an API error)."""
+    """A command-line value that cannot be used (not an API error): printed with its ``code``, exit 2."""
+
+    code = "invalid_argument"
+
+
+class StateValueMissing(ClientError):
+    """The run has no state value at the ``--key`` path."""
+
+    code = "state_key_not_found"
+
+
+START_THE_STACK = (
+    "is the API up? For the local stack, start it with `make dev` (in another terminal); "
+    "for another one, pass --endpoint URL"
+)
 
 
 def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
@@ -378,7 +393,7 @@ def cmd_status(args: argparse.Namespace, client: WorkflowClient, output: Output)
         try:
             value = state_value(run.get("state") or {}, args.key)
         except KeyError as exc:
-            raise UsageError(
+            raise StateValueMissing(
                 f"run {args.run_id} has no state value {args.key!r} (missing {exc.args[0]!r})"
             ) from None
         if output.as_json:
@@ -472,11 +487,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.details:
             output.err.print(Text(json.dumps(exc.details, indent=2, default=str), style="dim"))
         return EXIT_ERROR
+    except UnreachableError as exc:
+        output.error(exc.code, str(exc))
+        output.note(START_THE_STACK)
+        return EXIT_ERROR
     except ClientError as exc:
         output.error(exc.code, str(exc))
         return EXIT_ERROR
     except UsageError as exc:
-        output.error("usage", str(exc))
+        output.error(exc.code, str(exc))
         return EXIT_USAGE
     except TimeoutError as exc:
         output.error("timeout", str(exc))

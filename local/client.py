@@ -285,6 +285,10 @@ class WorkflowClient:
         result: dict[str, Any] = self.request("GET", f"/runs/{quote(run_id, safe='')}", params=params)
         return result
 
+    def get_state_value(self, run_id: str, key: str) -> Any:
+        """One top-level value of the run's state (``GET /runs/{id}/state/{key}``)."""
+        return self.request("GET", f"/runs/{quote(run_id, safe='')}/state/{quote(key, safe='')}")
+
     def logs(self, run_id: str, after: int = -1, limit: int | None = None) -> LogPage:
         """One page of the run's log: records with ``seq > after``."""
         body = self.request(

@@ -5,7 +5,10 @@ lives (``make dev``), else starts one in this process and stops it at the end
 (``--endpoint``/``--ws-endpoint`` aim it at any stack, a deployed one too).
 It registers the data-quality graph over HTTP, starts one run per scenario,
 follows the three logs over the WebSocket concurrently with a progress bar per
-run, then prints a table per scenario and the stack's throughput.
+run, printing each iteration's quality score and anomaly count as the run's
+``evaluate`` step is logged (read from the run's ``history``), then prints a
+table per scenario and the stack's throughput. ``--verbose`` also prints what
+the log follower does behind the scenes (reconnections, gaps read over HTTP).
 
 Exit code 0 only when every run SUCCEEDED. Without a terminal (CI) the progress
 bars become plain lines.
@@ -46,6 +49,7 @@ DEFAULT_TIMEOUT = 300.0
 REPORTS = Path(__file__).resolve().parent.parent / ".local-stack" / "reports"
 """Where each scenario's full report is written, to read after the stack has stopped."""
 LOOP_NODE = "profile"
+SCORE_NODE = "evaluate"
 STEPS_PER_ITERATION = 5
 
 
@@ -79,6 +83,17 @@ class Tracker:
     finished_at: float | None = None
     error: str | None = None
     run: dict[str, Any] = field(default_factory=dict)
+    scores: list[dict[str, Any]] = field(default_factory=list)
+    """The ``history`` entries of the iterations evaluated so far (``quality_score``, ``anomaly_count``...)."""
+    evaluated: int = 0
+
+    @property
+    def quality(self) -> str:
+        """The last iteration's score and anomalies, for the progress bar."""
+        if not self.scores:
+            return ""
+        last = self.scores[-1]
+        return f"quality {_score(last.get('quality_score'))}, {_anomalies(last.get('anomaly_count'))}"
 
     def observe(self, record: LogRecord) -> str | None:
         """Take one log record; return a line worth printing without a progress bar, if any."""
@@ -92,6 +107,8 @@ class Tracker:
             return f"iteration {self.iteration} starts"
         elif kind == "step_succeeded":
             self.steps += 1
+            if record.node == SCORE_NODE:
+                self.evaluated += 1
         elif kind in ("step_failed", "retry_scheduled"):
             return f"{kind} at {record.node}: {record.message}"
         elif is_terminal(record):
@@ -116,6 +133,7 @@ class ScenarioResult:
     quality: dict[str, Any]
     error: str | None = None
     report_file: Path | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -142,12 +160,46 @@ class DemoReport:
         return self.total_steps / self.run_seconds if self.run_seconds > 0 else 0.0
 
 
-def _follow(client: WorkflowClient, tracker: Tracker, timeout: float, say: Callable[[str], None]) -> None:
+def _iteration_line(client: WorkflowClient, tracker: Tracker) -> str | None:
+    """The score line of the iteration just evaluated, from the run's ``history`` (``None`` if unreadable)."""
     try:
-        for record in client.follow(tracker.run_id, timeout=timeout, notify=say):
+        history = client.get_state_value(tracker.run_id, "history")
+    except ClientError:
+        return None
+    entries = [e for e in history if isinstance(e, dict)] if isinstance(history, list) else []
+    entry = next((e for e in entries if e.get("iteration") == tracker.evaluated), None)
+    if entry is None:
+        return None
+    tracker.scores.append(entry)
+    return (
+        f"iteration {entry['iteration']}: quality {_score(entry.get('quality_score'))}, "
+        f"{_anomalies(entry.get('anomaly_count'))} left"
+    )
+
+
+def _anomalies(count: Any) -> str:
+    return f"{_count(count)} {'anomaly' if count == 1 else 'anomalies'}"
+
+
+def _follow(
+    client: WorkflowClient,
+    tracker: Tracker,
+    timeout: float,
+    say: Callable[[str], None],
+    show: Callable[[str], None],
+    verbose: bool = False,
+) -> None:
+    """Follow one run: ``show`` the iteration scores (live too), ``say`` the other lines (without live bars)."""
+    try:
+        for record in client.follow(tracker.run_id, timeout=timeout, notify=say if verbose else None):
+            evaluated = tracker.evaluated
             line = tracker.observe(record)
             if line:
                 say(line)
+            if tracker.evaluated > evaluated:
+                scored = _iteration_line(client, tracker)
+                if scored:
+                    show(scored)
     except (ClientError, TimeoutError) as exc:
         tracker.error = f"{type(exc).__name__}: {exc}"
         say(tracker.error)
@@ -162,6 +214,7 @@ def _progress(console: Console) -> Progress:
         TextColumn("steps"),
         TextColumn("iteration {task.fields[iteration]}"),
         TextColumn("{task.fields[node]:<15}"),
+        TextColumn("{task.fields[quality]:<30}"),
         TextColumn("{task.fields[status]:<9}"),
         TimeElapsedColumn(),
         console=console,
@@ -170,15 +223,20 @@ def _progress(console: Console) -> Progress:
 
 
 def _watch(
-    client: WorkflowClient, trackers: list[Tracker], console: Console, timeout: float, max_steps: int
+    client: WorkflowClient,
+    trackers: list[Tracker],
+    console: Console,
+    timeout: float,
+    max_steps: int,
+    verbose: bool = False,
 ) -> None:
     """Follow every run in its own thread, with a progress bar per run (plain lines without a terminal)."""
     live = console.is_interactive
     lock = threading.Lock()
 
-    def sayer(tracker: Tracker) -> Callable[[str], None]:
+    def sayer(tracker: Tracker, always: bool = False) -> Callable[[str], None]:
         def say(line: str) -> None:
-            if live:
+            if live and not always:
                 return
             with lock:
                 console.print(Text.assemble((f"[{tracker.scenario.name}] ", "bold"), line))
@@ -188,7 +246,7 @@ def _watch(
     threads = [
         threading.Thread(
             target=_follow,
-            args=(client, tracker, timeout, sayer(tracker)),
+            args=(client, tracker, timeout, sayer(tracker), sayer(tracker, always=True), verbose),
             name=f"follow-{tracker.scenario.records}",
             daemon=True,
         )
@@ -199,7 +257,9 @@ def _watch(
     with _progress(console) if live else contextlib.nullcontext() as progress:
         tasks = (
             [
-                progress.add_task(t.scenario.name, total=max_steps, node="", iteration=0, status="")
+                progress.add_task(
+                    t.scenario.name, total=max_steps, node="", iteration=0, quality="", status=""
+                )
                 for t in trackers
             ]
             if progress is not None
@@ -224,6 +284,7 @@ def _update(progress: Progress, tasks: list[Any], trackers: list[Tracker], max_s
             total=tracker.steps if finished else max(max_steps, tracker.steps),
             node=tracker.node,
             iteration=tracker.iteration,
+            quality=tracker.quality,
             status=tracker.status if tracker.done else "",
         )
 
@@ -246,6 +307,7 @@ def _result(client: WorkflowClient, tracker: Tracker) -> ScenarioResult:
     duration = float(finished) - float(created) if created is not None and finished is not None else None
     error = run.get("error")
     message = tracker.error or (f"{error.get('type')}: {error.get('message')}" if error else None)
+    history = [e for e in state.get("history") or [] if isinstance(e, dict)]
     return ScenarioResult(
         tracker.scenario,
         tracker.run_id,
@@ -255,6 +317,7 @@ def _result(client: WorkflowClient, tracker: Tracker) -> ScenarioResult:
         quality,
         message,
         report_file,
+        history,
     )
 
 
@@ -265,8 +328,13 @@ def run_demo(
     console: Console | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     max_iterations: int | None = None,
+    verbose: bool = False,
+    wf: str = "wf",
 ) -> DemoReport:
     """Register the data-quality graph, run every scenario at once, follow them, and gather the results.
+
+    ``wf`` is how the hints printed while the runs go call the CLI (with ``--endpoint``
+    when ``wf`` would not find this stack by itself).
 
     Raises:
         ClientError: the graph could not be created or a run not started.
@@ -292,10 +360,20 @@ def run_demo(
         accepted = client.start_run(graph_id, state)
         tracker.run_id = str(accepted["run_id"])
         console.print(Text.assemble(f"{tracker.scenario.name:>14}: run ", (tracker.run_id, "bold")))
+    first = trackers[0].run_id
+    console.print(
+        Text.assemble(
+            ("while they run, in another terminal: ", "dim"),
+            f"{wf} status {first}",
+            ("  or  ", "dim"),
+            f"{wf} logs {first} --follow",
+        ),
+        soft_wrap=True,
+    )
 
     iterations = max_iterations or DEFAULT_MAX_ITERATIONS
     max_steps = min(int(definition.get("max_steps", 100)), 2 + STEPS_PER_ITERATION * iterations)
-    _watch(client, trackers, console, timeout, max_steps)
+    _watch(client, trackers, console, timeout, max_steps, verbose)
     finished = [t.finished_at for t in trackers if t.finished_at is not None]
     run_seconds = (max(finished) if finished else time.monotonic()) - runs_started
     results = [_result(client, tracker) for tracker in trackers]
@@ -333,6 +411,7 @@ def scenario_rows(result: ScenarioResult, client: WorkflowClient) -> list[tuple[
             f"{_count(q.get('dropped_duplicate_count'))} duplicates dropped",
         ),
         ("iterations", _count(q.get("iterations"))),
+        ("per iteration", _per_iteration(result.history)),
         ("steps", str(result.steps)),
         ("duration", duration),
     ]
@@ -340,9 +419,20 @@ def scenario_rows(result: ScenarioResult, client: WorkflowClient) -> list[tuple[
         rows.append(("error", result.error))
     if result.report_file is not None:
         rows.append(("full report", str(result.report_file)))
-    rows.append(("while it runs", f"wf status {result.run_id} --key report"))
+    rows.append(("report again", f"wf status {result.run_id} --key report"))
     rows.append(("", f"GET {client.run_url(result.run_id)} (in state.report)"))
     return rows
+
+
+def _per_iteration(history: list[dict[str, Any]]) -> str:
+    """``1: 0.812 (40 anomalies) -> 2: 0.950 (0)``: each iteration's quality score and anomalies left."""
+    if not history:
+        return "-"
+    steps = [
+        f"{e.get('iteration')}: {_score(e.get('quality_score'))} ({_count(e.get('anomaly_count'))})"
+        for e in history
+    ]
+    return " -> ".join(steps) + "  (score, anomalies left)"
 
 
 def print_report(report: DemoReport, client: WorkflowClient, console: Console) -> None:
@@ -373,6 +463,14 @@ def print_report(report: DemoReport, client: WorkflowClient, console: Console) -
     )
 
 
+def wf_command(endpoints: Endpoints) -> str:
+    """``wf``, or ``wf --endpoint URL`` when ``wf`` alone would not find these endpoints (``.local-stack/stack.json``)."""
+    if endpoints.source.startswith("local stack ("):
+        return "wf"
+    ws = f" --ws-endpoint {endpoints.ws_url}" if endpoints.ws_url else ""
+    return f"wf --endpoint {endpoints.http_url}{ws}"
+
+
 @contextlib.contextmanager
 def demo_stack(
     endpoint: str | None, ws_endpoint: str | None, console: Console, cwd: Path | None = None
@@ -388,7 +486,7 @@ def demo_stack(
     from local.stack import LocalStack
 
     console.print(Text("no running local stack (make dev): starting one in this process", style="dim"))
-    with LocalStack(port=0, moto_port=0, workers=4, log_level="WARNING") as stack:
+    with LocalStack(port=0, moto_port=0, workers=4, log_level="WARNING", log_format="text") as stack:
         yield Endpoints(stack.http_url, stack.ws_url, "local stack started by the demo")
 
 
@@ -406,6 +504,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the runs")
     parser.add_argument("--endpoint", metavar="URL", help="HTTP API of a running stack")
     parser.add_argument("--ws-endpoint", metavar="URL", help="its WebSocket API")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also print the log follower's reconnections and gap reads"
+    )
     args = parser.parse_args(argv)
     try:
         records = [int(part) for part in args.records.split(",") if part.strip()]
@@ -431,6 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     console=console,
                     timeout=args.timeout,
                     max_iterations=args.max_iterations,
+                    verbose=args.verbose,
+                    wf=wf_command(endpoints),
                 )
                 console.print()
                 print_report(report, client, console)

@@ -73,6 +73,8 @@ class EventSourceMapping:
         self.wait_seconds = wait_seconds
         self.region = region
         self.function_name = function_name
+        self.stopping = False
+        """Set by the poller when it stops: a delivery that fails then was cut short, not broken."""
 
     def poll_once(self) -> BatchOutcome:
         """Receive up to one batch and deliver it; returns what happened."""
@@ -93,7 +95,14 @@ class EventSourceMapping:
         try:
             result = self.handler(event, LocalContext(function_name=self.function_name))
         except Exception as exc:
-            log.warning("handler raised on a batch of %d: %r", len(messages), exc)
+            if self.stopping:
+                log.info(
+                    "%s: %d message(s) in flight at the stop stay in the queue, delivered again on the next start",
+                    self.function_name,
+                    len(messages),
+                )
+            else:
+                log.warning("handler raised on a batch of %d: %r", len(messages), exc)
             return BatchOutcome(len(messages), len(messages), exc)
         failed_ids = {
             item["itemIdentifier"]

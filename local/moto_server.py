@@ -17,6 +17,10 @@ changes that make it behave like the real services under concurrent clients:
   visibility timeout ends are seen.
 * A receive no longer recounts the whole queue for each message it returns
   (:func:`_speed_up_sqs_receive`), which made it quadratic in the queue length.
+* ``POST /_local/snapshot`` and ``POST /_local/restore`` with ``{"path": ...}``
+  save the backends' data to a file and load it back (:mod:`local.snapshot`),
+  between requests. A snapshot is written only when the data changed since the
+  last one this process wrote.
 
 The child exits when its parent dies, and ignores SIGINT so that Ctrl-C in a
 terminal leaves its shutdown to the parent.
@@ -47,6 +51,8 @@ RECHECK_SECONDS = 0.25
 _SQS_TARGET = "AmazonSQS."
 _RECEIVE = "ReceiveMessage"
 _WAKING_ACTIONS = ("SendMessage", "DeleteMessage", "ChangeMessageVisibility", "PurgeQueue")
+_SNAPSHOT_PATH = "/_local/snapshot"
+_LOCAL_PATHS = (_SNAPSHOT_PATH, "/_local/restore")
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -75,6 +81,7 @@ class SerializedApp:
         self.app = app
         self.lock = threading.Lock()
         self._queues: dict[str, threading.Condition] = {}
+        self._saved: dict[str, Any] | None = None
 
     def _condition(self, queue: str) -> threading.Condition:
         condition = self._queues.get(queue)
@@ -84,6 +91,8 @@ class SerializedApp:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         body = _read_body(environ)
+        if environ.get("PATH_INFO", "") in _LOCAL_PATHS and environ.get("REQUEST_METHOD") == "POST":
+            return self._local(environ["PATH_INFO"], body, start_response)
         sqs = _sqs_request(environ, body)
         if sqs is not None and sqs.short_body is not None and sqs.wait > 0:
             return self._long_poll(environ, sqs, sqs.short_body, start_response)
@@ -93,6 +102,32 @@ class SerializedApp:
                 self._condition(sqs.queue).notify()
         start_response(status, headers)
         return [payload]
+
+    def _local(self, path: str, body: bytes, start_response: StartResponse) -> Iterable[bytes]:
+        """Save the backends to, or load them from, the file named in the request's ``{"path": ...}``."""
+        from local import snapshot
+
+        try:
+            target = Path(json.loads(body)["path"])
+            with self.lock:
+                if path == _SNAPSHOT_PATH:
+                    document = snapshot.dump()
+                    content = {k: v for k, v in document.items() if k != "saved_at"}
+                    written = content != self._saved or not target.exists()
+                    if written:
+                        snapshot.write(document, target)
+                        self._saved = content
+                    answer: dict[str, Any] = {"written": written}
+                else:
+                    saved = snapshot.read(target)
+                    answer = snapshot.load(saved) if saved is not None else {}
+                    for queue in self._queues.values():
+                        queue.notify_all()
+        except Exception as exc:
+            start_response("500 Internal Server Error", [("Content-Type", "application/json")])
+            return [json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()]
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(answer).encode()]
 
     def _call(self, environ: dict[str, Any], body: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
         environ = dict(environ)
@@ -328,6 +363,28 @@ class MotoServer:
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
         with urllib.request.urlopen(request, timeout=10.0):
             pass
+
+    def snapshot(self, path: Path) -> bool:
+        """Save DynamoDB, SQS and S3 to ``path`` (:mod:`local.snapshot`); whether the file was (re)written."""
+        return bool(self._local("snapshot", path).get("written"))
+
+    def restore(self, path: Path) -> dict[str, int]:
+        """Load what :meth:`snapshot` saved at ``path`` (nothing if there is no file); returns the counts."""
+        return {k: int(v) for k, v in self._local("restore", path).items()}
+
+    def _local(self, action: str, path: Path) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self.url}/_local/{action}",
+            data=json.dumps({"path": str(path)}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60.0) as response:
+                return json.loads(response.read())  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as exc:
+            reason = json.loads(exc.read() or b"{}").get("error", exc.reason)
+            raise RuntimeError(f"moto server: {action} {path} failed: {reason}") from None
 
     def stop(self, timeout: float = 5.0) -> None:
         process, self._process = self._process, None

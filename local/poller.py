@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from local.esm import BatchOutcome, EventSourceMapping
@@ -60,6 +61,8 @@ class Poller:
 
     def start(self) -> None:
         self._stop.clear()
+        for mapping, _workers in self._mappings:
+            mapping.stopping = False
         for mapping, workers in self._mappings:
             for index in range(workers):
                 thread = threading.Thread(
@@ -85,14 +88,24 @@ class Poller:
             if outcome.received:
                 stats.add(outcome)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop polling; waits for batches in flight to be delivered."""
+    def stop(self, timeout: float = 30.0, *, warn: bool = True) -> None:
+        """Stop polling; waits up to ``timeout`` seconds in all for batches in flight to be delivered.
+
+        Workers still busy then are left running (call again to wait for them).
+        """
         self._stop.set()
+        for mapping, _workers in self._mappings:
+            mapping.stopping = True
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
-        if self._threads:
+        if self._threads and warn:
             log.warning("%d poller workers still busy after %gs", len(self._threads), timeout)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     @property
     def running(self) -> bool:

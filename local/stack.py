@@ -18,6 +18,13 @@ at moto and at the gateway. The URLs are printed and written to
 ``.local-stack/stack.json`` (:mod:`local.state_file`) until the stack stops
 (Ctrl-C or SIGTERM).
 
+``python -m local.stack`` keeps its data in ``.local-stack/data/`` (``--data-dir``):
+DynamoDB, SQS and S3 are saved to ``snapshot.json`` there (:mod:`local.snapshot`)
+every few seconds while something changes and when the stack stops, and loaded
+back when it starts, so graphs, runs and logs survive a restart and a run that
+was in flight goes on. ``--fresh`` starts empty. ``LocalStack`` from Python keeps
+nothing unless given a ``data_dir``.
+
 From Python (tests, demo, benchmarks)::
 
     with LocalStack(port=0, moto_port=0, workers=4) as stack:
@@ -42,11 +49,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local import state_file
+from functions.shared import log_lines
+from local import snapshot, state_file
 from local.esm import EventSourceMapping
 from local.gateway import EventLoopThread, Gateway
 from local.moto_server import MotoServer
 from local.poller import Poller
+from local.request_log import RequestLog
 from local.resources import Resources, create_resources, load_template, resolve
 from local.runtime import FunctionConfig, InvocationError, LocalFunction, Zygote
 
@@ -55,6 +64,10 @@ log = logging.getLogger(__name__)
 REGION = "us-east-1"
 ACCESS_KEY = "testing"
 DEFAULT_VISIBILITY_TIMEOUT = 10
+DATA_DIR = state_file.ROOT / ".local-stack" / "data"
+SNAPSHOT_INTERVAL_SECONDS = 5.0
+STOP_GRACE_SECONDS = 3.0
+LOG_FORMATS = ("json", "text")
 HANDLERS = {
     "api": "functions.api.app:lambda_handler",
     "ws": "functions.ws.app:lambda_handler",
@@ -127,6 +140,10 @@ class LocalStack:
         environment: more variables for every handler's environment.
         handlers: ``module:attribute`` overrides for the ``api``, ``ws``, ``step`` or ``dlq`` handler.
         log_level: ``POWERTOOLS_LOG_LEVEL`` for the handlers.
+        log_format: ``"json"``: the handlers log Powertools' JSON lines, as deployed; ``"text"``:
+            one short line per record (``GRAPHFLOW_LOG_FORMAT=text``) and, at ``log_level`` INFO
+            or DEBUG, one line per HTTP request (:mod:`local.request_log`); at INFO the API's and
+            WebSocket's own INFO records are left out, since the request line says what they would.
         metrics: print Powertools' EMF metric lines (off: ``POWERTOOLS_METRICS_DISABLED``).
         api_concurrency: concurrent HTTP API invocations.
         ws_concurrency: concurrent WebSocket invocations.
@@ -135,6 +152,13 @@ class LocalStack:
             instead of the template's, e.g. to see a step run out of time sooner.
         state_file: where to record the URLs while running (``python -m local.stack``
             uses ``.local-stack/stack.json``); ``None`` writes nothing.
+        data_dir: the folder whose ``snapshot.json`` the data is loaded from at start and
+            saved to while running and at stop (``python -m local.stack`` uses
+            ``.local-stack/data``); ``None`` keeps nothing.
+        fresh: with ``data_dir``, start empty (the saved data is discarded).
+        snapshot_interval: seconds between saves while running (a save writes only if the data changed).
+        stop_grace: seconds :meth:`stop` lets invocations in flight finish; those still running
+            then are ended, and their messages stay in the queue (delivered again after a restart).
     """
 
     def __init__(
@@ -148,6 +172,7 @@ class LocalStack:
         environment: Mapping[str, str] | None = None,
         handlers: Mapping[str, str] | None = None,
         log_level: str = "INFO",
+        log_format: str = "json",
         metrics: bool = False,
         api_concurrency: int = 8,
         ws_concurrency: int = 4,
@@ -155,6 +180,10 @@ class LocalStack:
         state_file: Path | None = None,
         prefix: str = "graphflow",
         step_timeout_seconds: float | None = None,
+        data_dir: Path | None = None,
+        fresh: bool = False,
+        snapshot_interval: float = SNAPSHOT_INTERVAL_SECONDS,
+        stop_grace: float = STOP_GRACE_SECONDS,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -171,7 +200,10 @@ class LocalStack:
         self.tool_modules = tuple(modules) if modules is not None else None
         self.extra_environment = dict(environment or {})
         self.handlers = {**HANDLERS, **(handlers or {})}
+        if log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {LOG_FORMATS}")
         self.log_level = log_level
+        self.log_format = log_format
         self.metrics = metrics
         self.api_concurrency = api_concurrency
         self.ws_concurrency = ws_concurrency
@@ -179,6 +211,11 @@ class LocalStack:
         self.state_file = state_file
         self.prefix = prefix
         self.step_timeout_seconds = step_timeout_seconds
+        self.data_dir = data_dir
+        self.fresh = fresh
+        self.snapshot_interval = snapshot_interval
+        self.stop_grace = stop_grace
+        self.restored: dict[str, int] = {}
 
         self.moto: MotoServer | None = None
         self.resources: Resources | None = None
@@ -190,6 +227,9 @@ class LocalStack:
         self._loop: EventLoopThread | None = None
         self._zygote: Zygote | None = None
         self._clients: dict[str, Any] = {}
+        self._loaded = False
+        self._saver: threading.Thread | None = None
+        self._stop_saving = threading.Event()
 
     # addresses
 
@@ -250,6 +290,37 @@ class LocalStack:
             os.environ.update(saved)
             wiring.reset()
 
+    @property
+    def snapshot_path(self) -> Path | None:
+        """``snapshot.json`` in :attr:`data_dir`, or ``None`` when the stack keeps nothing."""
+        return self.data_dir / snapshot.FILE_NAME if self.data_dir is not None else None
+
+    def save(self) -> bool:
+        """Save the data to :attr:`snapshot_path` now; whether the file was written (it is not if unchanged)."""
+        path = self.snapshot_path
+        if path is None or self.moto is None or not self._loaded:
+            return False
+        return self.moto.snapshot(path)
+
+    def _load(self) -> None:
+        path = self.snapshot_path
+        assert path is not None and self.moto is not None
+        if self.fresh:
+            path.unlink(missing_ok=True)
+        else:
+            self.restored = self.moto.restore(path)
+        self._loaded = True
+        self._stop_saving.clear()
+        self._saver = threading.Thread(target=self._save_periodically, name="local-stack-saver", daemon=True)
+        self._saver.start()
+
+    def _save_periodically(self) -> None:
+        while not self._stop_saving.wait(self.snapshot_interval):
+            try:
+                self.save()
+            except Exception as exc:
+                log.warning("could not save the local stack's data: %s", exc)
+
     def info(self) -> dict[str, Any]:
         """What ``.local-stack/stack.json`` holds."""
         return {
@@ -282,6 +353,8 @@ class LocalStack:
                 QueueUrl=self.resources.queue_url,
                 Attributes={"VisibilityTimeout": str(self.visibility_timeout)},
             )
+        if self.data_dir is not None:
+            self._load()
 
         self._loop = EventLoopThread()
         self.gateway = Gateway(None, None, port=self.port)
@@ -295,11 +368,14 @@ class LocalStack:
             timeout = spec.timeout_seconds
             if name == "step" and self.step_timeout_seconds is not None:
                 timeout = self.step_timeout_seconds
+            quieter = {}
+            if self.log_format == "text" and name in ("api", "ws") and self.log_level.upper() == "INFO":
+                quieter["POWERTOOLS_LOG_LEVEL"] = "WARNING"
             self.functions[name] = LocalFunction(
                 FunctionConfig(
                     name=f"{self.prefix}-{name}",
                     handler=handler,
-                    environment={**spec.environment, **self.environment},
+                    environment={**spec.environment, **self.environment, **quieter},
                     concurrency=concurrency[name],
                     timeout_seconds=timeout,
                     memory_mb=spec.memory_mb,
@@ -308,7 +384,10 @@ class LocalStack:
             )
         if self.warm:
             self._warm({"step": self.workers, "api": 1, "ws": 1})
-        self.gateway.http_handler = self.functions["api"]
+        request_lines = self.log_format == "text" and self.log_level.upper() in ("DEBUG", "INFO")
+        self.gateway.http_handler = (
+            RequestLog(self.functions["api"]) if request_lines else self.functions["api"]
+        )
         self.gateway.ws_handler = self.functions["ws"]
 
         sqs = self.client("sqs")
@@ -358,6 +437,7 @@ class LocalStack:
             "WS_MANAGEMENT_ENDPOINT": self.gateway.url,
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": self.log_level,
+            log_lines.FORMAT_VARIABLE: self.log_format,
         }
         if not self.metrics:
             environment["POWERTOOLS_METRICS_DISABLED"] = "true"
@@ -379,10 +459,14 @@ class LocalStack:
             list(pool.map(warm, counts))
 
     def stop(self) -> None:
-        """Stop the poller (batches in flight finish), the gateway (clients get ``$disconnect``), the functions, moto."""
+        """Stop the poller (batches in flight get ``stop_grace`` seconds), the gateway (clients get
+        ``$disconnect``), the functions, then save the data (with ``data_dir``) and stop moto."""
+        self._stop_saving.set()
+        if self._saver is not None:
+            self._saver.join()
+            self._saver = None
         if self.poller is not None:
-            self.poller.stop()
-            self.poller = None
+            self.poller.stop(self.stop_grace, warn=False)
         if self.gateway is not None and self._loop is not None:
             try:
                 self._loop.run(self.gateway.stop(), timeout=30)
@@ -392,6 +476,9 @@ class LocalStack:
         for function in self.functions.values():
             function.close()
         self.functions = {}
+        if self.poller is not None:
+            self.poller.stop()
+            self.poller = None
         if self._zygote is not None:
             self._zygote.close()
             self._zygote = None
@@ -401,6 +488,12 @@ class LocalStack:
         for client in self._clients.values():
             client.close()
         self._clients = {}
+        if self.moto is not None and self.moto.running and self._loaded:
+            try:
+                self.save()
+            except Exception:
+                log.exception("the local stack's data could not be saved")
+        self._loaded = False
         if self.moto is not None:
             self.moto.stop()
             self.moto = None
@@ -426,6 +519,18 @@ class LocalStack:
         )
 
 
+def _restored(stack: LocalStack) -> str:
+    if stack.fresh:
+        return "started empty (--fresh)"
+    counts = stack.restored
+    if not any(counts.get(k) for k in ("items", "messages", "objects")):
+        return "nothing saved yet"
+    return (
+        f"restored {counts.get('items', 0)} items, {counts.get('messages', 0)} queued steps, "
+        f"{counts.get('objects', 0)} objects"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m local.stack",
@@ -449,12 +554,33 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tool-modules",
         default=None,
-        help="comma-separated modules that register tools (WORKFLOW_TOOL_MODULES; default engine.tools.dq)",
+        help=(
+            "comma-separated modules that register tools, added to the built-in ones "
+            "(WORKFLOW_TOOL_MODULES; WORKFLOW_BUILTIN_TOOLS=false leaves the built-ins out)"
+        ),
     )
     parser.add_argument(
         "--log-level", default="INFO", help="the handlers' POWERTOOLS_LOG_LEVEL (default INFO)"
     )
     parser.add_argument("--metrics", action="store_true", help="print the handlers' EMF metric lines")
+    parser.add_argument(
+        "--json-logs",
+        action="store_true",
+        default=os.environ.get(log_lines.FORMAT_VARIABLE, "").strip().lower() == "json",
+        help=(
+            "the handlers' Powertools JSON log lines, as deployed, instead of one short line per request "
+            f"and step (also {log_lines.FORMAT_VARIABLE}=json)"
+        ),
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DATA_DIR,
+        help="where the data is kept between runs, in snapshot.json (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="start empty: discard the data kept in --data-dir"
+    )
     parser.add_argument(
         "--state-file",
         type=Path,
@@ -490,8 +616,11 @@ def main(argv: list[str] | None = None) -> int:
         visibility_timeout=args.visibility_timeout or None,
         tool_modules=modules,
         log_level=args.log_level,
+        log_format="json" if args.json_logs else "text",
         metrics=args.metrics,
         state_file=args.state_file,
+        data_dir=args.data_dir,
+        fresh=args.fresh,
     )
     started = time.monotonic()
     try:
@@ -508,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"  WebSocket  {stack.ws_url}",
                     f"  moto       {stack.moto_url}",
                     f"  state      {args.state_file}",
+                    f"  data       {args.data_dir} ({_restored(stack)})",
                     "Ctrl-C to stop.",
                 ]
             ),

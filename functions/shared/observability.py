@@ -6,6 +6,14 @@ than ``import boto3``. It is created only when tracing is on
 parameter sets it). When tracing is off, ``tracer`` is :class:`TracingOff`,
 whose decorators return the function unchanged, so a cold start does not load
 a tracer that would record nothing.
+
+``metrics`` publishes at the end of an invocation only when the invocation
+added a metric: one that had nothing to count (a stale step message, a DLQ
+drop) prints nothing, where Powertools would warn ``No application metrics to
+publish``.
+
+``logger`` writes Powertools' JSON lines, or one short line of text per record
+when ``GRAPHFLOW_LOG_FORMAT`` is ``text`` (:mod:`functions.shared.log_lines`).
 """
 
 from __future__ import annotations
@@ -15,11 +23,43 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast, overload
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+from functions.shared import log_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-logger = Logger()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "graphflow"))
+
+class PublishWhenAdded(AmazonCloudWatchEMFProvider):
+    """The EMF provider, publishing only when metrics were added (an empty flush just clears metadata)."""
+
+    def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
+        if self.metric_set or raise_on_empty_metrics:
+            super().flush_metrics(raise_on_empty_metrics=raise_on_empty_metrics)
+        else:
+            self.clear_metrics()
+
+
+def _metrics(namespace: str) -> Metrics:
+    """Powertools ``Metrics`` on :class:`PublishWhenAdded`, sharing the sets every ``Metrics`` shares."""
+    provider = PublishWhenAdded(
+        namespace=namespace,
+        metric_set=Metrics._metrics,
+        dimension_set=Metrics._dimensions,
+        metadata_set=Metrics._metadata,
+        default_dimensions=Metrics._default_dimensions,
+    )
+    return Metrics(namespace=namespace, provider=provider)
+
+
+def _logger() -> Logger:
+    if os.environ.get(log_lines.FORMAT_VARIABLE, "json").strip().lower() == "text":
+        return Logger(json_serializer=log_lines.text_line)
+    return Logger()
+
+
+logger = _logger()
+metrics = _metrics(os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "graphflow"))
 
 
 class TracingOff:

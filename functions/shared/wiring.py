@@ -11,8 +11,9 @@ Configuration (environment):
 * ``WS_MANAGEMENT_ENDPOINT``: the API Gateway management endpoint
   (``https://{api-id}.execute-api.{region}.amazonaws.com/{stage}``) used to
   post log records to WebSocket subscribers; no subscribers are served without it.
-* ``WORKFLOW_TOOL_MODULES``: comma-separated modules that register tools
-  (default ``engine.tools.dq``).
+* ``WORKFLOW_TOOL_MODULES``: comma-separated modules that register tools,
+  loaded after the built-in ones (``engine.tools.dq``).
+* ``WORKFLOW_BUILTIN_TOOLS``: ``false`` leaves the built-in tools out.
 * ``RUN_TTL_DAYS``: days a finished run and its log are kept (default 30).
 * ``STEP_ISOLATION``: which step records run their tool in a forked child:
   ``suspects`` (default: the redelivered ones), ``always`` or ``never``.
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from engine.model import DEFAULT_MAX_SUBSCRIBERS_PER_RUN, PublishResult, Run
-from engine.registry import DEFAULT_TOOL_MODULES, REGISTRY, load_tool_modules
+from engine.registry import REGISTRY, configured_tool_modules, load_tool_modules
 from engine.runner import ForkRunner
 from engine.service import WorkflowService, max_node_timeout
 from functions.shared.observability import logger, metrics
@@ -64,7 +65,6 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        modules = os.environ.get("WORKFLOW_TOOL_MODULES")
         isolation = os.environ.get("STEP_ISOLATION", "suspects").strip().lower() or "suspects"
         if isolation not in ISOLATION_MODES:
             raise ValueError(f"STEP_ISOLATION must be one of {', '.join(ISOLATION_MODES)}, not {isolation!r}")
@@ -75,9 +75,9 @@ class Settings:
             blob_bucket=os.environ.get("BLOB_BUCKET") or None,
             step_queue_url=os.environ["STEP_QUEUE_URL"],
             ws_endpoint=os.environ.get("WS_MANAGEMENT_ENDPOINT") or None,
-            tool_modules=tuple(m for m in modules.split(",") if m.strip())
-            if modules
-            else DEFAULT_TOOL_MODULES,
+            tool_modules=configured_tool_modules(
+                os.environ.get("WORKFLOW_TOOL_MODULES"), os.environ.get("WORKFLOW_BUILTIN_TOOLS")
+            ),
             ttl_days=float(os.environ.get("RUN_TTL_DAYS", "30")),
             isolation=isolation,
             step_function_timeout_seconds=float(step_timeout) if step_timeout else None,

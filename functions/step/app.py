@@ -145,10 +145,19 @@ def handle_record(record: SQSRecord, lambda_context: LambdaContext | None = None
                 logger.warning("could not note the failure on the run", extra={"error": str(note_error)})
         raise
     disposition = result.disposition
-    logger.info("step handled", extra={"disposition": disposition.value, "status": result.run.status.value})
+    node = next((r.node for r in result.records if r.node), None)
+    duration = sum(r.duration_ms or 0.0 for r in result.records)
+    logger.info(
+        "step handled",
+        extra={
+            "node": node,
+            "disposition": disposition.value,
+            "duration_ms": round(duration, 1),
+            "status": result.run.status.value,
+        },
+    )
     metrics.add_metric(name=f"Steps_{disposition.value}", unit=MetricUnit.Count, value=1)
     if disposition is StepDisposition.COMMITTED:
-        duration = sum(r.duration_ms or 0.0 for r in result.records)
         metrics.add_metric(name="StepDuration", unit=MetricUnit.Milliseconds, value=duration)
         if result.run.status.value == "FAILED":
             metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)

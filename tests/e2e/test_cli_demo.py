@@ -245,6 +245,7 @@ def test_tools_and_errors(wf: Wf) -> None:
     failed = wf("run", "no-such-graph", "--wait")
     assert failed.code == 1
     assert "not_found" in failed.err
+    assert "usage" not in missing.err + failed.err
 
 
 def test_the_demo_runs_three_scenarios_at_once(stack: LocalStack, client: WorkflowClient) -> None:

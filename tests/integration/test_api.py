@@ -168,7 +168,10 @@ def test_unknown_tool_is_a_bad_graph(api: Api) -> None:
     )
     assert reply.status == 400
     assert reply.json()["details"]["problems"] == [
-        {"where": "nodes.a.tool", "message": "unknown tool 'dq.nope'"}
+        {
+            "where": "nodes.a.tool",
+            "message": "unknown tool 'dq.nope'; GET /tools (or wf tools) lists every tool",
+        }
     ]
     assert api.graph_ids() == []
 

@@ -84,7 +84,12 @@ def crash(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
 
 @tool("test.gate", description="Wait until the file state['gate'] exists")
 def gate(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    """Holds the run at this node until the test creates the file (at most ``state['gate_timeout']`` s, default 20)."""
+    """Holds the run at this node until the test creates the file (at most ``state['gate_timeout']`` s, default 20).
+
+    Creates the file ``state['gate_reached']``, if given, on entering.
+    """
+    if state.get("gate_reached"):
+        Path(state["gate_reached"]).touch()
     path = Path(state["gate"])
     deadline = time.monotonic() + float(state.get("gate_timeout", 20))
     while not path.exists():

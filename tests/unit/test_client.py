@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -434,6 +435,28 @@ class TestCliArguments:
             cli.load_json_argument(str(tmp_path / "missing.json"))
         with pytest.raises(cli.UsageError, match="invalid JSON"):
             cli.load_json_argument("{nope")
+
+    def test_a_connection_error_says_how_to_start_the_stack(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]
+        assert cli.main(["--endpoint", f"http://127.0.0.1:{port}", "tools"]) == cli.EXIT_ERROR
+        err = capsys.readouterr().err
+        assert err.startswith("error unreachable: cannot reach")
+        assert "make dev" in err
+        assert "usage" not in err
+
+    def test_an_unusable_argument_is_not_called_a_usage_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        missing = tmp_path / "missing.json"
+        assert (
+            cli.main(["--endpoint", "http://127.0.0.1:9", "graphs", "create", str(missing)]) == cli.EXIT_USAGE
+        )
+        err = capsys.readouterr().err
+        assert err.startswith("error invalid_argument: ")
+        assert "neither JSON nor a readable file" in err
+        assert "usage" not in err
 
     def test_state_values_by_dotted_path(self) -> None:
         state = {"report": {"quality": {"history": [{"score": 0.5}, {"score": 0.9}]}}}

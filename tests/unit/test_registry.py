@@ -12,6 +12,7 @@ import pytest
 import engine.registry
 from engine import ToolContext, ToolRegistry, load_tool_modules, tool
 from engine.errors import NotFoundError, ToolNotFoundError
+from engine.registry import DEFAULT_TOOL_MODULES, configured_tool_modules
 
 
 def plain(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
@@ -148,3 +149,31 @@ def test_load_tool_modules_imports_by_name(tmp_path: Path, monkeypatch: pytest.M
 def test_load_tool_modules_fails_loudly_for_a_missing_module() -> None:
     with pytest.raises(ModuleNotFoundError):
         load_tool_modules(["no_such_tools_module_here"])
+
+
+def test_an_unknown_tool_names_the_closest_and_points_to_the_list() -> None:
+    registry = ToolRegistry()
+    registry.register("dq.profile", lambda state, ctx: None)
+    with pytest.raises(ToolNotFoundError) as caught:
+        registry.get("dq.profil")
+    assert "did you mean 'dq.profile'?" in caught.value.message
+    assert "GET /tools (or wf tools)" in caught.value.message
+
+
+def test_tool_modules_are_added_to_the_builtins() -> None:
+    assert configured_tool_modules(None) == DEFAULT_TOOL_MODULES
+    assert configured_tool_modules("my.tools, other.tools") == (
+        *DEFAULT_TOOL_MODULES,
+        "my.tools",
+        "other.tools",
+    )
+    assert configured_tool_modules(f"{DEFAULT_TOOL_MODULES[0]},my.tools") == (
+        *DEFAULT_TOOL_MODULES,
+        "my.tools",
+    )
+
+
+@pytest.mark.parametrize("off", ["false", "FALSE", "0", "no", "off"])
+def test_builtin_tools_can_be_left_out(off: str) -> None:
+    assert configured_tool_modules("my.tools", off) == ("my.tools",)
+    assert configured_tool_modules(None, off) == ()
