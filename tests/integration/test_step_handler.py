@@ -131,7 +131,7 @@ def test_retry_waits_without_blocking_other_runs(env: AwsEnv) -> None:
     waiting = service.get_run(flaky)
     assert waiting.status is RunStatus.RUNNING
     assert waiting.attempt == 2
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a bound for a loaded machine, not a timing assertion
     while service.get_run(flaky).status is RunStatus.RUNNING and time.monotonic() < deadline:
         esm.drain()
         time.sleep(0.2)
