@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes the Docker image `sam local invoke --invoke-image IMAGE` runs the functions in.
 #
-#   scripts/lambda_image/build.sh IMAGE [PYTHON312_PREFIX]
+#   scripts/lambda_image/build.sh IMAGE [PYTHON312]
 #
 # Nothing happens if IMAGE exists. Otherwise the real Lambda base image for x86_64
 # (public.ecr.aws/lambda/python:3.12) is pulled and tagged IMAGE; where it cannot be pulled,
@@ -9,7 +9,7 @@
 #
 #   1. a Debian root filesystem (debootstrap --variant=minbase, from the mirror apt is
 #      configured with) with the shared libraries CPython's extension modules load;
-#   2. the Python 3.12 at PYTHON312_PREFIX (default: pyenv's newest 3.12) copied to /var/lang,
+#   2. the installation of the python3.12 PYTHON312 (default: pyenv's newest 3.12) copied to /var/lang,
 #      where the Lambda image keeps its interpreter (its test suite, site-packages and tkinter
 #      left out);
 #   3. the Lambda Runtime Interface Client (awslambdaric) installed in /var/runtime, started by
@@ -20,8 +20,8 @@
 # Needs root (debootstrap) and a running Docker daemon (scripts/lambda_image/dockerd.sh).
 set -euo pipefail
 
-IMAGE=${1:?usage: build.sh IMAGE [PYTHON312_PREFIX]}
-PREFIX=${2:-}
+IMAGE=${1:?usage: build.sh IMAGE [PYTHON312]}
+PYTHON=${2:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
 UPSTREAM=public.ecr.aws/lambda/python:3.12
 SUITE=bookworm
@@ -41,13 +41,15 @@ if timeout 120 docker pull --platform linux/amd64 "$UPSTREAM" >/dev/null 2>&1; t
 fi
 echo "lambda image: $UPSTREAM cannot be pulled; building a stand-in as $IMAGE"
 
-if [ -z "$PREFIX" ]; then
-  PREFIX=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12* 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -z "$PYTHON" ]; then
+  PYTHON=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n 1 || true)
 fi
-if [ -z "$PREFIX" ] || ! "$PREFIX/bin/python3.12" -c 'import sys; assert sys.version_info[:2] == (3, 12)'; then
-  echo "lambda image: no Python 3.12 to copy (pass its prefix: build.sh IMAGE /path/to/prefix)" >&2
+if [ -z "$PYTHON" ] || ! "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 12)'; then
+  echo "lambda image: no Python 3.12 to copy (pass one: build.sh IMAGE /path/to/python3.12)" >&2
   exit 1
 fi
+# A virtualenv's interpreter stands for the installation it was made from.
+PREFIX=$("$PYTHON" -c 'import sys; print(sys.base_prefix)')
 "$PREFIX/bin/python3.12" -c 'import platform, sys; sys.exit(platform.machine() != "x86_64")' || {
   echo "lambda image: $PREFIX is not an x86_64 Python; the stand-in is x86_64 only" >&2
   exit 1
