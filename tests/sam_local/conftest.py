@@ -8,8 +8,8 @@ skipped (``make test`` runs them as skipped).
   of this machine that containers on the default bridge reach; ``local.resources`` creates
   the template's table, bucket and queues there.
 * an ``--env-vars`` file points the functions at it: ``AWS_ENDPOINT_URL`` (declared empty
-  in the template's Globals), the resource names, and an empty ``WS_MANAGEMENT_ENDPOINT``
-  (no WebSocket frames are posted anywhere).
+  in the template's Globals), the resource names, and ``WS_MANAGEMENT_ENDPOINT`` (moto
+  accepts WebSocket frames too, so none is sent to the events' API Gateway domain).
 * ``sam local start-lambda`` serves the functions once for the session; tests invoke them
   with boto3's Lambda client.
 
@@ -21,9 +21,11 @@ inspect bridge``).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -52,6 +54,7 @@ FAKE_CREDENTIALS = {
     "AWS_REGION": REGION,
 }
 START_TIMEOUT = 120.0
+SIOCGIFADDR = 0x8915  # Linux ioctl: an interface's IPv4 address
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,17 +84,32 @@ class Moto:
 
 
 def bridge_gateway() -> str:
-    """The address of this machine on Docker's default bridge (e.g. 172.17.0.1)."""
+    """The address of this machine on Docker's default bridge (e.g. 172.17.0.1).
+
+    The bridge network's configured gateway, else (Docker 20.10 leaves it unset) the
+    address of the bridge's interface.
+    """
     configured = os.environ.get("SAM_LOCAL_HOST")
     if configured:
         return configured
     out = subprocess.run(
-        ["docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"],
+        ["docker", "network", "inspect", "bridge", "--format", "{{json .}}"],
         check=True,
         capture_output=True,
         text=True,
     )
-    return out.stdout.strip()
+    network = json.loads(out.stdout)
+    for config in (network.get("IPAM") or {}).get("Config") or []:
+        if config.get("Gateway"):
+            return str(config["Gateway"])
+    interface = (network.get("Options") or {}).get("com.docker.network.bridge.name", "docker0")
+    return _interface_address(interface)
+
+
+def _interface_address(name: str) -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        packed = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, struct.pack("256s", name[:15].encode()))
+    return socket.inet_ntoa(packed[20:24])
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +139,7 @@ def env_vars_file(moto: Moto, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "TABLE_NAME": moto.resources.table_name,
         "BLOB_BUCKET": moto.resources.bucket,
         "STEP_QUEUE_URL": moto.resources.queue_url,
-        "WS_MANAGEMENT_ENDPOINT": "",
+        "WS_MANAGEMENT_ENDPOINT": moto.url,
         "POWERTOOLS_METRICS_NAMESPACE": "graphflow-sam-local",
     }
     path = tmp_path_factory.mktemp("sam-local") / "env.json"

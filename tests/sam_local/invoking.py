@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import gzip
 import json
 from typing import Any
 
@@ -50,6 +52,18 @@ def invoke(client: Any, function: str, event: dict[str, Any]) -> Any:
     return json.loads(payload)
 
 
+def text(response: dict[str, Any]) -> str:
+    """The body of an API Gateway proxy response, decoded (base64, gzip) when it is encoded."""
+    raw = response["body"]
+    if not response.get("isBase64Encoded"):
+        return str(raw)
+    data = base64.b64decode(raw)
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    if headers.get("content-encoding") == "gzip":
+        data = gzip.decompress(data)
+    return data.decode()
+
+
 def body(response: dict[str, Any]) -> Any:
     """The JSON body of an API Gateway proxy response."""
-    return json.loads(response["body"])
+    return json.loads(text(response))
