@@ -94,7 +94,7 @@ sam-local: venv sam-build-local
 	scripts/lambda_image/with_docker.sh sh -c '\
 	  scripts/lambda_image/build.sh "$(SAM_LOCAL_IMAGE)" "$(PY312)" && \
 	  GRAPHFLOW_SAM_LOCAL=1 SAM_LOCAL_SAM="$(abspath $(SAM))" SAM_LOCAL_IMAGE="$(SAM_LOCAL_IMAGE)" \
-	  SAM_LOCAL_TEMPLATE="$(abspath $(SAM_LOCAL_BUILD))/template.yaml" $(BIN)/pytest -q -p no:cacheprovider tests/sam_local'
+	  SAM_LOCAL_TEMPLATE="$(abspath $(SAM_LOCAL_BUILD))/template.yaml" $(BIN)/pytest -q -p no:cacheprovider --durations=5 tests/sam_local'
 
 # Called by `sam build` (BuildMethod: makefile, built in source) with ARTIFACTS_DIR set:
 # a function's artifact is the two packages it imports, without bytecode caches.
