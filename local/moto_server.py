@@ -205,9 +205,7 @@ def serve(port: int, parent_pid: int | None, host: str = "127.0.0.1") -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     _speed_up_sqs_receive()
     app = DomainDispatcherApplication(create_backend_app)
-    server = make_server(
-        host, port, SerializedApp(app), threaded=True, request_handler=MotoRequestHandler
-    )
+    server = make_server(host, port, SerializedApp(app), threaded=True, request_handler=MotoRequestHandler)
     os.environ["MOTO_PORT"] = str(server.port)
     if parent_pid is not None:
         threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()

@@ -214,7 +214,9 @@ def _check(
         code = build_dir / props["CodeUri"]
         handler = str(props.get("Handler") or globals_fn.get("Handler"))
         module, _, attr = handler.rpartition(".")
-        fn_arch = _plain((props.get("Architectures") or globals_fn.get("Architectures") or ["x86_64"])[0], parameters, {})
+        fn_arch = _plain(
+            (props.get("Architectures") or globals_fn.get("Architectures") or ["x86_64"])[0], parameters, {}
+        )
         if fn_arch != arch:
             problems.append(f"{name}: architecture {fn_arch}, its layer is built for {arch}")
         if not code.is_dir():

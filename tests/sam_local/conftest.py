@@ -68,7 +68,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason="needs Docker and the Lambda image: run with make sam-local")
     for item in items:
-        if "sam_local" in item.keywords:
+        if item.get_closest_marker("sam_local") is not None:
             item.add_marker(skip)
 
 

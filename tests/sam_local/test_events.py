@@ -24,8 +24,6 @@ from tests.sam_local.conftest import ROOT, Moto, sam_command, sam_env
 from tests.sam_local.invoking import body, invoke, text
 from tests.support.events import EVENTS, load_event
 
-pytestmark = pytest.mark.sam_local
-
 GRAPH_ID = "7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f"
 RUN_ID = "0f5a2f3c9b8e4d7a8c1e2b3a4d5e6f70"
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"}
@@ -106,7 +104,11 @@ def ws(status: int) -> Check:
 # (event file, function, check), in the order they run.
 CASES: list[tuple[str, str, Check]] = [
     ("api_root", "ApiFunction", http(200, lambda b: b["openapi"] == "/openapi.json")),
-    ("api_list_tools", "ApiFunction", http(200, lambda b: any(t["name"] == "dq.profile" for t in b["tools"]))),
+    (
+        "api_list_tools",
+        "ApiFunction",
+        http(200, lambda b: any(t["name"] == "dq.profile" for t in b["tools"])),
+    ),
     ("api_openapi", "ApiFunction", http(200, lambda b: "/runs" in b["paths"])),
     ("api_docs", "ApiFunction", http_text(200, "Swagger UI")),
     ("api_create_graph", "ApiFunction", http(201, lambda b: b["graph_id"] != GRAPH_ID and b["version"] == 1)),
@@ -139,11 +141,13 @@ def test_every_event_file_is_a_case() -> None:
     assert sorted(name for name, _, _ in CASES) == sorted(p.stem for p in EVENTS.glob("*.json"))
 
 
+@pytest.mark.sam_local
 @pytest.mark.parametrize(("name", "function", "check"), CASES, ids=[name for name, _, _ in CASES])
 def test_event(lambda_client: Any, seeded: DynamoStore, name: str, function: str, check: Check) -> None:
     check(invoke(lambda_client, function, load_event(name)), seeded)
 
 
+@pytest.mark.sam_local
 def test_sam_local_invoke_with_an_event_file(env_vars_file: Any, seeded: DynamoStore) -> None:
     """One plain ``sam local invoke -e``: a container of its own, the answer on stdout."""
     done = subprocess.run(
