@@ -50,6 +50,13 @@ if [ -z "$PYTHON" ] || ! "$PYTHON" -c 'import sys; assert sys.version_info[:2] =
 fi
 # A virtualenv's interpreter stands for the installation it was made from.
 PREFIX=$("$PYTHON" -c 'import sys; print(sys.base_prefix)')
+case "$PREFIX" in
+  /usr | /usr/local | /)
+    echo "lambda image: $PYTHON is installed in $PREFIX, shared with other software; pass a" >&2
+    echo "              self-contained Python 3.12 (e.g. pyenv's): build.sh IMAGE /path/to/python3.12" >&2
+    exit 1
+    ;;
+esac
 "$PREFIX/bin/python3.12" -c 'import platform, sys; sys.exit(platform.machine() != "x86_64")' || {
   echo "lambda image: $PREFIX is not an x86_64 Python; the stand-in is x86_64 only" >&2
   exit 1

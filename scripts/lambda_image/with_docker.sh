@@ -23,6 +23,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 started=""
+stop() {
+  if [ -n "$started" ] && kill -0 "$started" 2>/dev/null; then
+    echo "with_docker: stopping the dockerd it started"
+    kill "$started"
+    wait "$started" 2>/dev/null || true
+  fi
+}
+trap stop EXIT
 if ! docker info >/dev/null 2>&1; then
   log=$(mktemp /tmp/dockerd.XXXXXX.log)
   echo "with_docker: starting dockerd (log: $log)"
@@ -36,14 +44,6 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { echo "with_docker: dockerd does not answer" >&2; tail -n 20 "$log" >&2; exit 1; }
 fi
 
-stop() {
-  if [ -n "$started" ] && kill -0 "$started" 2>/dev/null; then
-    echo "with_docker: stopping the dockerd it started"
-    kill "$started"
-    wait "$started" 2>/dev/null || true
-  fi
-}
-trap stop EXIT
 status=0
 "$@" || status=$?
 exit "$status"
