@@ -19,7 +19,7 @@ PY312 = $(eval PY312 := $(shell { python3.12 -c 'import sys; print(sys.executabl
 endif
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv test lint fmt typecheck sam-validate sam-build demo dev bench clean
+.PHONY: venv test lint fmt typecheck sam-validate sam-build sam-build-local sam-local demo dev bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,12 +68,34 @@ sam-validate: $(SAM_STAMP)
 
 # Builds into .aws-sam/build with samconfig.toml's defaults, then checks the artifacts
 # (packages, layer architecture, handler imports): scripts/check_sam_build.py.
-sam-build: $(SAM_STAMP)
+.PHONY: check-py312
+check-py312:
 	@if [ -z "$(PY312)" ] || ! "$(PY312)" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then \
-	  echo "sam-build: no python3.12 found (the Lambda runtime is python3.12): install one (e.g. pyenv install 3.12)," >&2; \
-	  echo "           or pass its path: make sam-build PY312=/path/to/python3.12" >&2; exit 1; fi
+	  echo "$(MAKECMDGOALS): no python3.12 found (the Lambda runtime is python3.12): install one (e.g. pyenv install 3.12)," >&2; \
+	  echo "           or pass its path: make $(MAKECMDGOALS) PY312=/path/to/python3.12" >&2; exit 1; fi
+
+sam-build: $(SAM_STAMP) check-py312
 	PATH="$(dir $(PY312)):$$PATH" $(SAM) build --region $(REGION) --template-file template.yaml
 	$(SAM_VENV)/bin/python scripts/check_sam_build.py --python "$(PY312)" .aws-sam/build
+
+# `sam local` where Docker is (docs/sam-local.md): the functions built for x86_64 (the local
+# image's architecture) into their own build directory, the Lambda image (pulled, else a
+# stand-in built by scripts/lambda_image/build.sh; kept between runs), then tests/sam_local:
+# every event in events/ and a whole run through `sam local start-lambda` and `sam local invoke`,
+# against moto on the Docker bridge. A dockerd is started for it only if none is running.
+SAM_LOCAL_IMAGE ?= graphflow/lambda-python:3.12-x86_64
+SAM_LOCAL_BUILD := .aws-sam/build-x86_64
+
+sam-build-local: $(SAM_STAMP) check-py312
+	PATH="$(dir $(PY312)):$$PATH" $(SAM) build --region $(REGION) --template-file template.yaml \
+	  --parameter-overrides Architecture=x86_64 --build-dir $(SAM_LOCAL_BUILD) --cache-dir .aws-sam/cache-x86_64
+	$(SAM_VENV)/bin/python scripts/check_sam_build.py --python "$(PY312)" --parameter Architecture=x86_64 $(SAM_LOCAL_BUILD)
+
+sam-local: venv sam-build-local
+	scripts/lambda_image/with_docker.sh sh -c '\
+	  scripts/lambda_image/build.sh "$(SAM_LOCAL_IMAGE)" "$(PY312)" && \
+	  GRAPHFLOW_SAM_LOCAL=1 SAM_LOCAL_SAM="$(abspath $(SAM))" SAM_LOCAL_IMAGE="$(SAM_LOCAL_IMAGE)" \
+	  SAM_LOCAL_TEMPLATE="$(abspath $(SAM_LOCAL_BUILD))/template.yaml" $(BIN)/pytest -q -p no:cacheprovider --durations=5 tests/sam_local'
 
 # Called by `sam build` (BuildMethod: makefile, built in source) with ARTIFACTS_DIR set:
 # a function's artifact is the two packages it imports, without bytecode caches.

@@ -1,7 +1,8 @@
 """moto in server mode, in its own process, for DynamoDB, SQS and S3.
 
 :class:`MotoServer` starts ``python -m local.moto_server`` and waits until it
-answers. That process serves moto's WSGI application on ``127.0.0.1`` with two
+answers. That process serves moto's WSGI application on ``127.0.0.1`` (or the
+address given: ``make sam-local`` uses the Docker bridge's, which containers reach) with
 changes that make it behave like the real services under concurrent clients:
 
 * Requests run one at a time. moto's backends take no locks: two threads
@@ -225,8 +226,8 @@ def _has_messages(payload: bytes) -> bool:
     return b"<Message>" in payload
 
 
-def serve(port: int, parent_pid: int | None) -> None:
-    """Serve moto on ``127.0.0.1:port`` (0: any free port) and print ``{"port": N}`` once listening."""
+def serve(port: int, parent_pid: int | None, host: str = "127.0.0.1") -> None:
+    """Serve moto on ``host:port`` (0: any free port) and print ``{"port": N}`` once listening."""
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -239,9 +240,7 @@ def serve(port: int, parent_pid: int | None) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     _speed_up_sqs_receive()
     app = DomainDispatcherApplication(create_backend_app)
-    server = make_server(
-        "127.0.0.1", port, SerializedApp(app), threaded=True, request_handler=MotoRequestHandler
-    )
+    server = make_server(host, port, SerializedApp(app), threaded=True, request_handler=MotoRequestHandler)
     os.environ["MOTO_PORT"] = str(server.port)
     if parent_pid is not None:
         threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
@@ -278,15 +277,17 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 
 class MotoServer:
-    """A moto server subprocess on ``127.0.0.1``.
+    """A moto server subprocess on ``127.0.0.1`` (or ``host``).
 
     Args:
         port: the port to listen on; 0 picks a free one (see :attr:`port` once started).
+        host: the address to listen on.
         startup_timeout: seconds to wait for the server to answer.
     """
 
-    def __init__(self, port: int = 0, *, startup_timeout: float = 30.0) -> None:
+    def __init__(self, port: int = 0, *, host: str = "127.0.0.1", startup_timeout: float = 30.0) -> None:
         self.requested_port = port
+        self.host = host
         self.startup_timeout = startup_timeout
         self.port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -295,7 +296,7 @@ class MotoServer:
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("the moto server is not started")
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -313,6 +314,8 @@ class MotoServer:
                 str(self.requested_port),
                 "--parent-pid",
                 str(os.getpid()),
+                "--host",
+                self.host,
             ],
             stdout=subprocess.PIPE,
             env=env,
@@ -408,11 +411,12 @@ class MotoServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="moto server on 127.0.0.1 (requests serialised)")
+    parser = argparse.ArgumentParser(description="moto server (requests serialised)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=5000, help="port to listen on; 0 picks a free one")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
     args = parser.parse_args(argv)
-    serve(args.port, args.parent_pid)
+    serve(args.port, args.parent_pid, args.host)
 
 
 if __name__ == "__main__":

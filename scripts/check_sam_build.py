@@ -7,13 +7,16 @@
 * every handler module imports with only the artifact, the layer and the standard
   library on ``sys.path`` (``python -I -S``), under the template's environment names.
 
-The layer is built for arm64; on another host its compiled extensions cannot load, so
+Parameters take their defaults unless ``--parameter NAME=VALUE`` gives the value the build
+used (``make sam-build-local`` builds with ``Architecture=x86_64``).
+
+The layer is built for arm64 by default; on another host its compiled extensions cannot load, so
 for those distributions the same version is installed for the host into a temporary
 directory placed ahead of the layer (pure-Python code still comes from the layer).
 
 Run with SAM's virtualenv (it has PyYAML), after ``sam build``::
 
-    .venv-sam/bin/python scripts/check_sam_build.py --python python3.12
+    .venv-sam/bin/python scripts/check_sam_build.py --python python3.12 [--parameter Architecture=x86_64] [BUILD_DIR]
 """
 
 from __future__ import annotations
@@ -119,12 +122,15 @@ def _host_machine(python: str) -> str:
     return {"aarch64": "arm64", "amd64": "x86_64"}.get(machine.lower(), machine)
 
 
-def check(build_dir: Path, python: str) -> list[str]:
-    """The problems found in ``build_dir`` (empty: all good)."""
+def check(build_dir: Path, python: str, overrides: dict[str, str] | None = None) -> list[str]:
+    """The problems found in ``build_dir`` (empty: all good), built with the parameter values ``overrides``."""
     template = yaml.load((build_dir / "template.yaml").read_text(), Loader=_Loader)
     resources: dict[str, Any] = template["Resources"]
     globals_fn: dict[str, Any] = (template.get("Globals") or {}).get("Function") or {}
-    parameters: dict[str, Any] = template.get("Parameters") or {}
+    parameters: dict[str, Any] = {
+        name: {**spec, "Default": (overrides or {}).get(name, spec.get("Default"))}
+        for name, spec in (template.get("Parameters") or {}).items()
+    }
     variables: dict[str, Any] = (globals_fn.get("Environment") or {}).get("Variables") or {}
     conditions: dict[str, Any] = template.get("Conditions") or {}
     environment = {name: _env_value(name, value, parameters, conditions) for name, value in variables.items()}
@@ -142,8 +148,12 @@ def check(build_dir: Path, python: str) -> list[str]:
     if not layers or not functions:
         return [f"no functions or no layers in {build_dir / 'template.yaml'}"]
     archs = {
-        (res.get("Metadata") or {}).get("BuildArchitecture")
-        or (res["Properties"].get("CompatibleArchitectures") or ["x86_64"])[0]
+        _plain(
+            (res.get("Metadata") or {}).get("BuildArchitecture")
+            or (res["Properties"].get("CompatibleArchitectures") or ["x86_64"])[0],
+            parameters,
+            conditions,
+        )
         for res in resources.values()
         if res["Type"] == "AWS::Serverless::LayerVersion"
     }
@@ -152,7 +162,9 @@ def check(build_dir: Path, python: str) -> list[str]:
     arch = archs.pop()
 
     with tempfile.TemporaryDirectory(prefix="sam-check-") as tmp:
-        return _check(build_dir, python, arch, Path(tmp), layers, functions, globals_fn, environment)
+        return _check(
+            build_dir, python, str(arch), Path(tmp), layers, functions, globals_fn, environment, parameters
+        )
 
 
 def _check(
@@ -164,6 +176,7 @@ def _check(
     functions: dict[str, dict[str, Any]],
     globals_fn: dict[str, Any],
     environment: dict[str, str],
+    parameters: dict[str, Any],
 ) -> list[str]:
     problems: list[str] = []
     host = _host_machine(python)
@@ -201,7 +214,9 @@ def _check(
         code = build_dir / props["CodeUri"]
         handler = str(props.get("Handler") or globals_fn.get("Handler"))
         module, _, attr = handler.rpartition(".")
-        fn_arch = (props.get("Architectures") or globals_fn.get("Architectures") or ["x86_64"])[0]
+        fn_arch = _plain(
+            (props.get("Architectures") or globals_fn.get("Architectures") or ["x86_64"])[0], parameters, {}
+        )
         if fn_arch != arch:
             problems.append(f"{name}: architecture {fn_arch}, its layer is built for {arch}")
         if not code.is_dir():
@@ -247,8 +262,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("build_dir", nargs="?", default=".aws-sam/build", type=Path)
     parser.add_argument("--python", default="python3.12", help="the functions' Python (runtime python3.12)")
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a template parameter the build overrode (sam build --parameter-overrides), e.g. Architecture=x86_64",
+    )
     args = parser.parse_args()
-    problems = check(args.build_dir, args.python)
+    overrides = dict(item.split("=", 1) for item in args.parameter)
+    problems = check(args.build_dir, args.python, overrides)
     for problem in problems:
         print(f"sam build check: {problem}", file=sys.stderr)
     if not problems:
