@@ -26,6 +26,7 @@ from engine.errors import (
     InvalidGraphError,
     NotFoundError,
     PayloadTooLargeError,
+    UnauthenticatedError,
 )
 from functions.shared.observability import logger
 
@@ -39,6 +40,7 @@ class MalformedJsonError(BadRequestError):
 STATUS_BY_TYPE: dict[type[Exception], HTTPStatus] = {
     InvalidGraphError: HTTPStatus.BAD_REQUEST,
     BadRequestError: HTTPStatus.BAD_REQUEST,
+    UnauthenticatedError: HTTPStatus.UNAUTHORIZED,
     NotFoundError: HTTPStatus.NOT_FOUND,
     ConflictError: HTTPStatus.CONFLICT,
     PayloadTooLargeError: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,

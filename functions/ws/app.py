@@ -9,6 +9,11 @@ Protocol (see README):
 * ``{"action": "unsubscribe", "run_id": "..."}``;
 * anything else: ``{"type": "error", "code": ..., "message": ...}``.
 
+The caller (:mod:`functions.shared.identity`) comes with every event: a
+``$connect`` without one is refused with 401, and a connection follows only runs
+its caller started; another caller's run is ``run_not_found`` (404), as a run
+that does not exist.
+
 The subscription is stored before the backlog is read: records committed
 after it reach the connection live, records before ``live_from`` come from the
 backlog, so none is missed. Records carry ``seq``; while a backlog is being
@@ -26,9 +31,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field, ValidationError
 
 from engine.aws.broadcast import WebSocketBroadcaster
-from engine.errors import RunNotFoundError
+from engine.errors import RunNotFoundError, UnauthenticatedError
 from engine.frames import control_frame, error_frame, record_frames
 from functions.shared import wiring
+from functions.shared.identity import find_principal, principal
 from functions.shared.observability import logger, tracer
 
 REPLAY_PAGE = 1000
@@ -52,8 +58,9 @@ def _broadcaster(event: APIGatewayWebSocketEvent) -> WebSocketBroadcaster:
     )
 
 
-def _subscribe(connection_id: str, run_id: str) -> int:
-    """Register the connection on the run; returns the ``seq`` from which records arrive live."""
+def _subscribe(connection_id: str, run_id: str, owner: str) -> int:
+    """Register the connection on a run of ``owner``; returns the ``seq`` from which records arrive live."""
+    wiring.service().require_run_owner(run_id, owner)
     store = wiring.store()
     run = store.add_subscriber(run_id, connection_id)
     store.add_connection(connection_id, run_id)
@@ -61,10 +68,13 @@ def _subscribe(connection_id: str, run_id: str) -> int:
 
 
 def on_connect(event: APIGatewayWebSocketEvent) -> dict[str, Any]:
+    owner = find_principal(event.raw_event)
+    if owner is None:
+        return _response(401, "the request carries no authenticated caller")
     run_id = (event.query_string_parameters or {}).get("run_id")
     if run_id:
         try:
-            _subscribe(event.request_context.connection_id, run_id)
+            _subscribe(event.request_context.connection_id, run_id, owner)
         except RunNotFoundError:
             return _response(404, f"no run {run_id}")
     return _response(200)
@@ -86,12 +96,17 @@ def on_subscribe(event: APIGatewayWebSocketEvent, body: Any) -> dict[str, Any]:
         return _response(400)
     logger.append_keys(run_id=request.run_id)
     try:
-        live_from = _subscribe(connection_id, request.run_id)
+        owner = principal(event.raw_event)
+    except UnauthenticatedError as exc:
+        broadcaster.post(connection_id, [error_frame(exc.code, exc.message)])
+        return _response(401)
+    try:
+        live_from = _subscribe(connection_id, request.run_id, owner)
     except RunNotFoundError:
         broadcaster.post(connection_id, [error_frame("run_not_found", f"no run {request.run_id!r}")])
         return _response(404)
     service = wiring.service()
-    run = service.get_run(request.run_id)
+    run = service.get_run(request.run_id, owner=owner)
     ack = control_frame(
         "subscribed", run_id=request.run_id, after=request.after, live_from=live_from, status=run.status.value
     )
@@ -99,7 +114,9 @@ def on_subscribe(event: APIGatewayWebSocketEvent, body: Any) -> dict[str, Any]:
         return _response(410)
     after = request.after
     while after < live_from - 1:
-        page = [r for r in service.list_logs(request.run_id, after, REPLAY_PAGE) if r.seq < live_from]
+        page = [
+            r for r in service.list_logs(request.run_id, after, REPLAY_PAGE, owner=owner) if r.seq < live_from
+        ]
         if not page:
             break
         if not broadcaster.post(connection_id, record_frames(request.run_id, page)):
