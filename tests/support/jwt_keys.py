@@ -30,7 +30,13 @@ class Issuer:
     def token(self, sub: str = "alice", *, expires_in: float = 300, **claims: Any) -> str:
         """A signed token; a claim given as ``None`` is left out."""
         now = time.time()
-        body = {"iss": self.issuer, "sub": sub, "aud": AUDIENCE, "iat": int(now), "exp": int(now + expires_in)}
+        body = {
+            "iss": self.issuer,
+            "sub": sub,
+            "aud": AUDIENCE,
+            "iat": int(now),
+            "exp": int(now + expires_in),
+        }
         body.update(claims)
         body = {k: v for k, v in body.items() if v is not None}
         return jwt.encode(body, self.key, algorithm="RS256", headers={"kid": self.kid})

@@ -33,7 +33,9 @@ def configured(issuer: Issuer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
         authorizer.validator.cache_clear()
 
 
-def connect_event(*, query: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
+def connect_event(
+    *, query: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A REQUEST authorizer event of the WebSocket $connect route."""
     event = load_event("ws_connect")
     event["type"] = "REQUEST"
@@ -54,13 +56,17 @@ def test_a_good_token_from_the_query_is_allowed_as_issuer_and_subject(issuer: Is
     answer = authorizer.lambda_handler(connect_event(query={"token": issuer.token("alice")}), None)
     assert effect(answer) == "Allow"
     assert answer["principalId"] == f"{ISSUER}|alice"
-    handler_event = {"requestContext": {"authorizer": {"principalId": answer["principalId"], **answer["context"]}}}
+    handler_event = {
+        "requestContext": {"authorizer": {"principalId": answer["principalId"], **answer["context"]}}
+    }
     assert find_principal(handler_event) == f"{ISSUER}|alice"
 
 
 @pytest.mark.usefixtures("configured")
 def test_a_good_token_in_the_authorization_header_is_allowed(issuer: Issuer) -> None:
-    answer = authorizer.lambda_handler(connect_event(headers={"Authorization": f"Bearer {issuer.token('bob')}"}), None)
+    answer = authorizer.lambda_handler(
+        connect_event(headers={"Authorization": f"Bearer {issuer.token('bob')}"}), None
+    )
     assert (effect(answer), answer["principalId"]) == ("Allow", f"{ISSUER}|bob")
 
 
