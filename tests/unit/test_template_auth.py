@@ -57,7 +57,9 @@ def test_the_jwt_http_api_exists_only_in_jwt_mode(template: dict[str, Any]) -> N
     function = resources(template)["JwtApiFunction"]
     assert function["Condition"] == "JwtAuth"
     assert function["Properties"]["Handler"] == resources(template)["ApiFunction"]["Properties"]["Handler"]
-    assert {e["Properties"]["ApiId"]["Ref"] for e in function["Properties"]["Events"].values()} == {"JwtHttpApi"}
+    assert {e["Properties"]["ApiId"]["Ref"] for e in function["Properties"]["Events"].values()} == {
+        "JwtHttpApi"
+    }
 
 
 def test_connect_is_aws_iam_unless_jwt_mode_uses_the_request_authorizer(template: dict[str, Any]) -> None:
@@ -85,7 +87,9 @@ def test_cors_allows_the_signing_headers_in_both_modes(template: dict[str, Any])
 
 
 def test_every_resource_that_names_a_conditional_one_shares_its_condition(template: dict[str, Any]) -> None:
-    conditional = {name: spec["Condition"] for name, spec in resources(template).items() if "Condition" in spec}
+    conditional = {
+        name: spec["Condition"] for name, spec in resources(template).items() if "Condition" in spec
+    }
 
     def refs(value: Any) -> set[str]:
         if isinstance(value, dict):
