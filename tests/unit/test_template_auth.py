@@ -82,7 +82,7 @@ def test_connect_is_aws_iam_unless_jwt_mode_uses_the_request_authorizer(template
 def test_cors_allows_the_signing_headers_in_both_modes(template: dict[str, Any]) -> None:
     for name in ("HttpApi", "JwtHttpApi"):
         cors = resources(template)[name]["Properties"]["CorsConfiguration"]
-        assert REQUIRED_CORS_HEADERS <= {h.lower() for h in cors["AllowHeaders"]}
+        assert {h.lower() for h in cors["AllowHeaders"]} >= REQUIRED_CORS_HEADERS
         assert "OPTIONS" in cors["AllowMethods"]
 
 
