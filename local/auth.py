@@ -242,7 +242,9 @@ class SigV4Authenticator:
             headers={n: lower[n] for n in names},
         )
         request.context["timestamp"] = stamp
-        signer = SigV4QueryAuth(credential.botocore(), SERVICE, self.region, expires=expires)
+        token = params.get("X-Amz-Security-Token")
+        credentials = Credentials(credential.access_key, credential.secret_key, token)
+        signer = SigV4QueryAuth(credentials, SERVICE, self.region, expires=expires)
         signer._modify_request_before_signing(request)  # type: ignore[attr-defined]
         expected = signer.signature(
             signer.string_to_sign(request, signer.canonical_request(request)), request

@@ -65,6 +65,7 @@ def developer_env(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", stack.credential.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", stack.credential.secret_key)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_SECURITY_TOKEN", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 

@@ -85,7 +85,7 @@ def gated_graph(stack: LocalStack) -> str:
         "nodes": {"wait": {"tool": "test.gate"}, "done": {"tool": "test.noop"}},
         "edges": {"wait": "done"},
     }
-    with WorkflowClient(stack.http_url) as client:
+    with WorkflowClient(stack.http_url, auth=signer(stack)) as client:
         return str(client.create_graph(definition)["graph_id"])
 
 

@@ -195,3 +195,14 @@ def test_jwt_mode_takes_bearer_tokens(handlers: Recorder) -> None:
 def test_development_mode_has_one_fixed_caller(handlers: Recorder) -> None:
     for gateway in start(handlers, NoAuthenticator()):
         assert httpx.get(f"{gateway.url}/graphs").json() == {"principal": DEV_CALLER}
+
+
+def test_temporary_credentials_sign_with_their_session_token(
+    sigv4: Gateway, handlers: Recorder, table: CredentialTable
+) -> None:
+    key = table.add("alice")
+    signer = SigV4Signer(Credentials(key.access_key, key.secret_key, "session-token"))
+    assert httpx.get(f"{sigv4.url}/graphs", auth=signer.http_auth()).json() == {"principal": ALICE}
+    with connect(signer.websocket_url(sigv4.ws_url)):
+        pass
+    assert find_principal(handlers.of_route("$connect")[0]) == ALICE

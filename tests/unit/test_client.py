@@ -456,7 +456,7 @@ class TestCliMain:
                 )
             return httpx.Response(404, json={"code": "run_not_found", "message": "no run 'r9'"})
 
-        def make(http_url: str, ws_url: str | None = None) -> WorkflowClient:
+        def make(http_url: str, ws_url: str | None = None, auth: Any = None) -> WorkflowClient:
             return WorkflowClient(http_url, ws_url, transport=httpx.MockTransport(handler))
 
         monkeypatch.setattr(cli, "WorkflowClient", make)
