@@ -205,6 +205,7 @@ class LocalStack:
         if auth not in AUTH_MODES:
             raise ValueError(f"auth must be one of {AUTH_MODES}")
         self.auth = auth
+        self.caller = caller
         self.credential: LocalCredential | None = None
         """The ``developer`` key requests are signed with (``auth="sigv4"``)."""
         self.credentials = CredentialTable({})
@@ -543,7 +544,7 @@ def _auth_lines(stack: LocalStack, credentials_file: Path) -> list[str]:
         ]
     if stack.auth == "jwt":
         return ["  auth       JWT: Authorization: Bearer <token> (WebSocket: ?token=<token>)"]
-    return [f"  auth       NONE (development mode): every request comes from {stack.authenticator.principal}"]  # type: ignore[attr-defined]
+    return [f"  auth       NONE (development mode): every request comes from {stack.caller}"]
 
 
 def main(argv: list[str] | None = None) -> int:
