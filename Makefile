@@ -99,7 +99,7 @@ sam-local: venv sam-build-local
 
 # Called by `sam build` (BuildMethod: makefile, built in source) with ARTIFACTS_DIR set:
 # a function's artifact is the two packages it imports, without bytecode caches.
-SAM_FUNCTIONS := ApiFunction StepFunction DeadLetterFunction WebSocketFunction
+SAM_FUNCTIONS := ApiFunction JwtApiFunction AuthorizerFunction StepFunction DeadLetterFunction WebSocketFunction
 .PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
 $(addprefix build-,$(SAM_FUNCTIONS)):
 	@test -n "$(ARTIFACTS_DIR)" || { echo "$@ is run by sam build" >&2; exit 1; }

@@ -24,13 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from botocore.credentials import Credentials
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from local.signing import SigV4Signer
 from local.stack import LocalStack
 from tests.support.tools import loop_graph
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"}
+
+
+def signer(stack: LocalStack) -> SigV4Signer:
+    """Requests are signed with the stack's developer key, as every client of the local stack signs."""
+    assert stack.credential is not None
+    return SigV4Signer(Credentials(stack.credential.access_key, stack.credential.secret_key))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -83,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     with (
         LocalStack(workers=args.workers, tool_modules=["tests.support.tools"], log_level="WARNING") as stack,
-        httpx.Client(base_url=stack.http_url, timeout=60) as api,
+        httpx.Client(base_url=stack.http_url, timeout=60, auth=signer(stack).http_auth()) as api,
     ):
         graph_id = api.post("/graphs", json=loop_graph(args.loops, "bench-loop")).json()["graph_id"]
         run_once(api, graph_id)

@@ -45,6 +45,12 @@ class BadRequestError(EngineError):
     code = "bad_request"
 
 
+class UnauthenticatedError(EngineError):
+    """The request carries no caller: the API answers 401."""
+
+    code = "unauthenticated"
+
+
 class NotFoundError(EngineError):
     code = "not_found"
 

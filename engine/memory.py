@@ -68,8 +68,8 @@ class InMemoryGraphStore:
             raise GraphNotFoundError(f"graph {graph_id!r} has no version {version}", graph_id=graph_id)
         return versions[version]
 
-    def list_graphs(self, limit: int = 100) -> list[GraphRecord]:
-        latest = [v[max(v)] for v in self._versions.values()]
+    def list_graphs(self, owner: str, limit: int = 100) -> list[GraphRecord]:
+        latest = [v[max(v)] for v in self._versions.values() if v[max(v)].owner == owner]
         return sorted(latest, key=lambda r: r.created_at, reverse=True)[:limit]
 
 
@@ -85,23 +85,24 @@ class InMemoryRunStore:
         self.max_subscribers = max_subscribers
         self._runs: dict[str, Run] = {}
         self._logs: dict[str, list[LogRecord]] = defaultdict(list)
-        self._keys: dict[str, str] = {}
+        self._keys: dict[tuple[str | None, str], str] = {}
         self._lock = threading.Lock()
 
     def create_run(self, run: Run, records: list[LogRecord]) -> Run:
         with self._lock:
-            if run.idempotency_key and run.idempotency_key in self._keys:
-                return self._runs[self._keys[run.idempotency_key]].model_copy(deep=True)
+            key = (run.owner, run.idempotency_key) if run.idempotency_key else None
+            if key is not None and key in self._keys:
+                return self._runs[self._keys[key]].model_copy(deep=True)
             if run.run_id in self._runs:
                 raise ConflictError(f"run {run.run_id} exists")
             self._runs[run.run_id] = run.model_copy(deep=True)
             self._logs[run.run_id] = list(records)
-            if run.idempotency_key:
-                self._keys[run.idempotency_key] = run.run_id
+            if key is not None:
+                self._keys[key] = run.run_id
             return run
 
-    def find_run_by_idempotency_key(self, key: str) -> Run | None:
-        run_id = self._keys.get(key)
+    def find_run_by_idempotency_key(self, owner: str | None, key: str) -> Run | None:
+        run_id = self._keys.get((owner, key))
         return self.get_run(run_id) if run_id else None
 
     def get_run(self, run_id: str) -> Run:
@@ -110,6 +111,12 @@ class InMemoryRunStore:
         except KeyError:
             raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id) from None
         return _detached(run)
+
+    def get_run_owner(self, run_id: str) -> str | None:
+        try:
+            return self._runs[run_id].owner
+        except KeyError:
+            raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id) from None
 
     def commit(
         self, run_id: str, expected: tuple[int, int], changes: RunChanges, records: list[LogRecord]

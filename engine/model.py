@@ -129,6 +129,8 @@ class Run(BaseModel):
     updated_at: float
     finished_at: float | None = None
     idempotency_key: str | None = None
+    owner: str | None = None
+    """The principal that started the run; ``None`` (data from before owners) is nobody's."""
     subscribers: list[str] = Field(default_factory=list)
     delivery: DeliveryNote | None = None
 
@@ -202,6 +204,8 @@ class GraphRecord(BaseModel):
     version: int
     definition: Graph
     created_at: float
+    owner: str | None = None
+    """The principal that registered the graph; ``None`` (data from before owners) is nobody's."""
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -17,22 +17,26 @@ class GraphStore(Protocol):
     def get_graph(self, graph_id: str, version: int | None = None) -> GraphRecord:
         """The given version, or the latest; :class:`GraphNotFoundError` if absent."""
 
-    def list_graphs(self, limit: int = 100) -> list[GraphRecord]:
-        """The latest version of each graph, newest first."""
+    def list_graphs(self, owner: str, limit: int = 100) -> list[GraphRecord]:
+        """The latest version of each graph of ``owner``, newest first."""
 
 
 class RunStore(Protocol):
     def create_run(self, run: Run, records: list[LogRecord]) -> Run:
         """Store a new run with its first log records.
 
-        If ``run.idempotency_key`` was used before, store nothing and return the
-        run that has it. :class:`ConflictError` if the run id exists.
+        If ``run.idempotency_key`` was used before by ``run.owner``, store nothing
+        and return the run that has it (keys are per owner). :class:`ConflictError` if the run id exists.
         """
 
-    def find_run_by_idempotency_key(self, key: str) -> Run | None: ...
+    def find_run_by_idempotency_key(self, owner: str | None, key: str) -> Run | None:
+        """The run ``owner`` started with ``key``, if any."""
 
     def get_run(self, run_id: str) -> Run:
         """The run, read strongly consistent; :class:`RunNotFoundError` if absent."""
+
+    def get_run_owner(self, run_id: str) -> str | None:
+        """The run's owner, without reading its state; :class:`RunNotFoundError` if absent."""
 
     def commit(
         self, run_id: str, expected: tuple[int, int], changes: RunChanges, records: list[LogRecord]

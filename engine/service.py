@@ -1,5 +1,17 @@
 """The use cases: create graphs, start runs, execute one step, read runs and logs, cancel.
 
+Ownership. Every use case a caller drives takes the caller's ``owner`` (the
+principal the API authenticated). Graphs and runs record their owner; reading,
+listing, versioning, cancelling, subscribing and idempotency keys are scoped to
+it, and another owner's graph or run is reported as absent
+(:class:`GraphNotFoundError`, :class:`RunNotFoundError`), so its existence is not
+disclosed. Records without an owner (written before owners existed) belong to
+nobody. Graph ids are global: creating a graph under an id another owner holds
+is a :class:`ConflictError`. Tools are global. Executing steps (``run_step``,
+``fail_run``) is internal and needs no owner. ``owner`` defaults to
+:data:`LOCAL_OWNER` for in-process use (the driver, benchmarks, tests); the
+handlers always pass the caller.
+
 The service holds no AWS code. The handlers wire it to ``engine.aws`` adapters;
 tests, benchmarks and the in-process driver wire it to ``engine.memory``.
 """
@@ -16,6 +28,7 @@ from typing import Any
 
 from engine.errors import (
     BadRequestError,
+    GraphNotFoundError,
     PayloadTooLargeError,
     RunFinishedError,
     RunNotFoundError,
@@ -42,6 +55,8 @@ from engine.validation import validate_graph
 
 PublishErrorHook = Callable[[Run, Exception], None]
 
+LOCAL_OWNER = "local"
+"""The owner of what in-process callers create when they name none."""
 COMMIT_RETRIES = 5
 WATCHDOG_GRACE_SECONDS = 5.0
 """How long after an inline run's budget its watchdog message is due.
@@ -138,34 +153,45 @@ class WorkflowService:
     def validate(self, raw: Any) -> Graph:
         return validate_graph(raw, self.registry, max_node_timeout=self.max_node_timeout_seconds)
 
-    def create_graph(self, raw: Any, graph_id: str | None = None) -> GraphRecord:
-        """Validate and store a new graph at version 1."""
+    def create_graph(self, raw: Any, graph_id: str | None = None, *, owner: str = LOCAL_OWNER) -> GraphRecord:
+        """Validate and store a new graph of ``owner`` at version 1."""
         record = GraphRecord(
             graph_id=graph_id or self.ids(),
             version=1,
             definition=self.validate(raw),
             created_at=self.clock(),
+            owner=owner,
         )
         self.graphs.put_graph(record)
         return record
 
-    def add_graph_version(self, graph_id: str, raw: Any) -> GraphRecord:
-        """Store a new version of an existing graph; runs already started keep theirs."""
-        latest = self.graphs.get_graph(graph_id)
+    def add_graph_version(self, graph_id: str, raw: Any, *, owner: str = LOCAL_OWNER) -> GraphRecord:
+        """Store a new version of an existing graph of ``owner``; runs already started keep theirs."""
+        latest = self.get_graph(graph_id, owner=owner)
         record = GraphRecord(
             graph_id=graph_id,
             version=latest.version + 1,
             definition=self.validate(raw),
             created_at=self.clock(),
+            owner=owner,
         )
         self.graphs.put_graph(record)
         return record
 
-    def get_graph(self, graph_id: str, version: int | None = None) -> GraphRecord:
-        return self.graphs.get_graph(graph_id, version)
+    def get_graph(
+        self, graph_id: str, version: int | None = None, *, owner: str = LOCAL_OWNER
+    ) -> GraphRecord:
+        """The graph version if ``owner`` owns the graph; :class:`GraphNotFoundError` otherwise."""
+        return self._owned_graph(graph_id, version, owner)
 
-    def list_graphs(self, limit: int = 100) -> list[GraphRecord]:
-        return self.graphs.list_graphs(limit)
+    def _owned_graph(self, graph_id: str, version: int | None, owner: str) -> GraphRecord:
+        record = self.graphs.get_graph(graph_id, version)
+        if record.owner != owner:
+            raise GraphNotFoundError(f"no graph {graph_id!r}", graph_id=graph_id)
+        return record
+
+    def list_graphs(self, limit: int = 100, *, owner: str = LOCAL_OWNER) -> list[GraphRecord]:
+        return self.graphs.list_graphs(owner, limit)
 
     def compiled(self, graph_id: str, version: int) -> CompiledGraph:
         """The compiled graph of a version, cached: versions never change."""
@@ -187,21 +213,23 @@ class WorkflowService:
         version: int | None = None,
         enqueue: bool = True,
         watchdog_at: float | None = None,
+        owner: str = LOCAL_OWNER,
     ) -> Run:
         """Create a run at its start node and enqueue its first step.
 
         The first message is sent before the run is stored: if the process dies in
         between, the message finds no run and ends in the DLQ, and nothing is
         left half started. With ``watchdog_at`` that message is an inline run's
-        watchdog, due then. A repeated ``idempotency_key`` returns the first run.
+        watchdog, due then. An ``idempotency_key`` ``owner`` used before returns
+        that run; the same key from another owner starts a run of its own.
         """
         if initial_state is not None and not isinstance(initial_state, dict):
             raise BadRequestError("initial_state must be a JSON object")
         if idempotency_key:
-            existing = self.runs.find_run_by_idempotency_key(idempotency_key)
+            existing = self.runs.find_run_by_idempotency_key(owner, idempotency_key)
             if existing is not None:
                 return existing
-        record = self.graphs.get_graph(graph_id, version)
+        record = self._owned_graph(graph_id, version, owner)
         if (record.graph_id, record.version) not in self._compiled:
             self._compiled[(record.graph_id, record.version)] = CompiledGraph(record.definition)
         now = self.clock()
@@ -215,6 +243,7 @@ class WorkflowService:
             created_at=now,
             updated_at=now,
             idempotency_key=idempotency_key,
+            owner=owner,
         )
         started = LogRecord(
             run_id=run.run_id,
@@ -232,10 +261,22 @@ class WorkflowService:
             self.queue.send(StepMessage(run_id=run.run_id, step=0))
         return self.runs.create_run(run, [started])
 
-    def get_run(self, run_id: str) -> Run:
-        return self.runs.get_run(run_id)
+    def get_run(self, run_id: str, *, owner: str = LOCAL_OWNER) -> Run:
+        """The run if ``owner`` started it; :class:`RunNotFoundError` otherwise."""
+        run = self.runs.get_run(run_id)
+        if run.owner != owner:
+            raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
+        return run
 
-    def list_logs(self, run_id: str, after: int = -1, limit: int = 1000) -> list[LogRecord]:
+    def require_run_owner(self, run_id: str, owner: str) -> None:
+        """:class:`RunNotFoundError` unless the run exists and ``owner`` started it (reads no state)."""
+        if self.runs.get_run_owner(run_id) != owner:
+            raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
+
+    def list_logs(
+        self, run_id: str, after: int = -1, limit: int = 1000, *, owner: str = LOCAL_OWNER
+    ) -> list[LogRecord]:
+        self.require_run_owner(run_id, owner)
         return self.runs.list_logs(run_id, after, limit)
 
     def run_step(
@@ -395,6 +436,7 @@ class WorkflowService:
         idempotency_key: str | None = None,
         version: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        owner: str = LOCAL_OWNER,
     ) -> Run:
         """Start a run and execute its steps in this process for up to ``budget_seconds``.
 
@@ -408,7 +450,7 @@ class WorkflowService:
         """
         deadline = self.clock() + budget_seconds
         if idempotency_key:
-            existing = self.runs.find_run_by_idempotency_key(idempotency_key)
+            existing = self.runs.find_run_by_idempotency_key(owner, idempotency_key)
             if existing is not None:
                 return self._resume(existing)
         run = self.start_run(
@@ -417,6 +459,7 @@ class WorkflowService:
             idempotency_key=idempotency_key,
             version=version,
             watchdog_at=deadline + WATCHDOG_GRACE_SECONDS,
+            owner=owner,
         )
         if run.status.terminal or run.position != (0, 1):
             return run
@@ -444,8 +487,9 @@ class WorkflowService:
             )
         return run
 
-    def cancel(self, run_id: str, reason: str = "cancelled by request") -> Run:
-        """Move a run to CANCELLED; :class:`RunFinishedError` if it already ended."""
+    def cancel(self, run_id: str, reason: str = "cancelled by request", *, owner: str = LOCAL_OWNER) -> Run:
+        """Move a run of ``owner`` to CANCELLED; :class:`RunFinishedError` if it already ended."""
+        self.require_run_owner(run_id, owner)
         return self._finish(
             run_id,
             RunStatus.CANCELLED,

@@ -4,6 +4,11 @@ Endpoints come from ``--endpoint``/``--ws-endpoint``, else ``WF_ENDPOINT``/``WF_
 else a live local stack's ``.local-stack/stack.json``, else the outputs of the
 CloudFormation stack ``graphflow`` (``--stack-name``/``WF_STACK_NAME``).
 
+Authentication (:mod:`local.signing`): with ``--token``/``WF_TOKEN``, the JWT as
+``Authorization: Bearer``; else requests are SigV4-signed with the local stack's
+key (its ``stack.json``) or with botocore's usual credentials (environment,
+``~/.aws``, SSO...), and the WebSocket URL is presigned.
+
 Output is for people by default; ``--json`` prints JSON documents (log records
 as JSON lines). Exit codes: 0 done, 1 an API or connection error (its code and
 message on stderr), 2 bad usage, 3 a run that ``--wait``/``--follow`` watched
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +41,7 @@ from local.client import (
     WorkflowClient,
     resolve_endpoints,
 )
+from local.signing import client_auth
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -100,6 +107,9 @@ def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
     )
     group.add_argument("--region", default=default(None), help="AWS region of the deployed stack")
     group.add_argument("--json", action="store_true", default=default(False), help="machine-readable output")
+    group.add_argument(
+        "--token", metavar="JWT", default=default(None), help="a JWT for an AuthMode jwt API (or WF_TOKEN)"
+    )
     return parser
 
 
@@ -480,7 +490,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.command == "endpoints":
             return cmd_endpoints(endpoints, output)
-        with WorkflowClient(endpoints.http_url, endpoints.ws_url) as client:
+        auth = client_auth(
+            endpoints.http_url,
+            token=args.token or os.environ.get("WF_TOKEN"),
+            local_credential=endpoints.credential,
+            region=args.region,
+        )
+        with WorkflowClient(endpoints.http_url, endpoints.ws_url, auth=auth) as client:
             return COMMANDS[args.command](args, client, output)
     except ApiError as exc:
         output.error(exc.code, exc.message)

@@ -33,6 +33,7 @@ import httpx
 from websockets.exceptions import WebSocketException
 
 from engine.model import LogRecord
+from local.signing import ClientAuth
 from local.state_file import pid_alive
 
 TERMINAL_TYPES = frozenset({"run_succeeded", "run_failed", "run_cancelled", "run_timed_out"})
@@ -177,6 +178,7 @@ class WorkflowClient:
         timeout: seconds per HTTP request.
         transport: an ``httpx`` transport (tests pass ``httpx.MockTransport``).
         connect: opens a WebSocket connection (tests pass a fake).
+        auth: signs requests and the WebSocket URL (:mod:`local.signing`); ``None`` sends them unsigned.
     """
 
     def __init__(
@@ -187,17 +189,25 @@ class WorkflowClient:
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         connect: Connector = websocket_connect,
+        auth: ClientAuth | None = None,
     ) -> None:
         self.http_url = http_url.rstrip("/")
         self.ws_url = ws_url or None
         self.connect = connect
+        self.auth = auth
         self._http = httpx.Client(
+            auth=auth.http_auth() if auth is not None else None,
             base_url=self.http_url,
             timeout=timeout,
             transport=transport,
             trust_env=not _is_loopback(self.http_url),
             headers={"accept": "application/json"},
         )
+
+    def websocket_url(self) -> str:
+        """The WebSocket URL to open now: presigned (SigV4) or with ``?token=`` (JWT) by :attr:`auth`."""
+        assert self.ws_url is not None
+        return self.auth.websocket_url(self.ws_url) if self.auth is not None else self.ws_url
 
     def close(self) -> None:
         self._http.close()
@@ -447,7 +457,7 @@ class LogFollower:
         while True:
             self._check_deadline()
             try:
-                conn = self.client.connect(self.client.ws_url)
+                conn = self.client.connect(self.client.websocket_url())
             except _CONNECT_ERRORS as exc:
                 self._failed(exc)
                 continue
@@ -545,6 +555,8 @@ class Endpoints:
     http_url: str
     ws_url: str | None
     source: str
+    credential: dict[str, str] | None = None
+    """A local stack's SigV4 key (``access_key``, ``secret_key``, ``arn``), from its ``stack.json``."""
 
 
 def find_stack_file(start: Path) -> Path | None:
@@ -569,7 +581,13 @@ def local_stack_endpoints(start: Path, alive: Callable[[int], bool] = pid_alive)
         return None
     if not alive(pid):
         return None
-    return Endpoints(http_url, info.get("ws_url") or None, f"local stack ({path})")
+    credential = info.get("credential")
+    return Endpoints(
+        http_url,
+        info.get("ws_url") or None,
+        f"local stack ({path})",
+        credential if isinstance(credential, dict) else None,
+    )
 
 
 def cloudformation_endpoints(stack_name: str, region: str | None = None) -> Endpoints | None:
@@ -626,5 +644,5 @@ def resolve_endpoints(
             f"`make dev`, or deploy the stack {name!r} (outputs HttpApiUrl, WebSocketUrl)"
         )
     if ws_explicit:
-        return Endpoints(found.http_url, ws_explicit, found.source)
+        return Endpoints(found.http_url, ws_explicit, found.source, found.credential)
     return found

@@ -40,6 +40,7 @@ from rich.text import Text
 
 from engine.model import LogRecord
 from local.client import ClientError, Endpoints, WorkflowClient, is_terminal, local_stack_endpoints
+from local.signing import client_auth
 
 GRAPH_NAME = "data_quality"
 DEFAULT_RECORDS = (300, 600, 1000)
@@ -487,7 +488,9 @@ def demo_stack(
 
     console.print(Text("no running local stack (make dev): starting one in this process", style="dim"))
     with LocalStack(port=0, moto_port=0, workers=4, log_level="WARNING", log_format="text") as stack:
-        yield Endpoints(stack.http_url, stack.ws_url, "local stack started by the demo")
+        yield Endpoints(
+            stack.http_url, stack.ws_url, "local stack started by the demo", stack.info().get("credential")
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -525,7 +528,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f" on {endpoints.http_url} ({endpoints.source}); log over {endpoints.ws_url or 'HTTP polling'}",
                 )
             )
-            with WorkflowClient(endpoints.http_url, endpoints.ws_url) as client:
+            auth = client_auth(endpoints.http_url, local_credential=endpoints.credential)
+            with WorkflowClient(endpoints.http_url, endpoints.ws_url, auth=auth) as client:
                 report = run_demo(
                     client,
                     scenarios_for(records, args.seed),

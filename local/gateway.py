@@ -16,6 +16,17 @@
   unknown or closed connection answers 410 ``GoneException``. Requests are not
   authenticated.
 
+Authentication (``authenticator``, :mod:`local.auth`): each HTTP request and
+each WebSocket handshake is checked before any handler runs; one that fails gets
+API Gateway's 403 (or 401) and reaches no handler; one that passes carries its
+caller in ``requestContext``, and so does every later event of that WebSocket
+connection. CORS preflights (``OPTIONS`` with ``Origin`` and
+``Access-Control-Request-Method``) are answered by the gateway from the HTTP
+API's ``CorsConfiguration`` in ``template.yaml``, without authentication, as the
+HTTP API does; responses to requests with an ``Origin`` get
+``Access-Control-Allow-Origin``. Without an authenticator nothing is checked and
+no caller is filled in.
+
 Handlers are called as ``handler(event, context)`` in a thread pool: plain
 Lambda handlers, or :class:`local.runtime.LocalFunction` objects that run them
 in their own processes. Messages of one connection are handled one at a time,
@@ -42,6 +53,7 @@ from typing import Any, TypeVar
 
 from aiohttp import WSMsgType, web
 
+from local.auth import Authenticator, Rejection
 from local.lambda_context import LocalContext
 from local.resources import load_template
 
@@ -100,6 +112,17 @@ def select_route(body: str | None, routes: Iterable[str], expression: str = DEFA
     if isinstance(value, str) and value in routes and not value.startswith("$"):
         return value
     return "$default"
+
+
+def cors_configuration(template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The HTTP API's ``CorsConfiguration`` in the template (the first ``AWS::Serverless::HttpApi`` with one)."""
+    resources = (template if template is not None else load_template()).get("Resources", {})
+    for spec in resources.values():
+        if spec.get("Type") == "AWS::Serverless::HttpApi":
+            cors = (spec.get("Properties") or {}).get("CorsConfiguration")
+            if isinstance(cors, dict):
+                return cors
+    return {}
 
 
 def _request_time(now: float) -> str:
@@ -231,6 +254,7 @@ class Connection:
     pending: list[bytes] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     request_time_ms: int = 0
+    auth_context: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -276,6 +300,8 @@ class Gateway:
         route_selection: str | None = None,
         max_workers: int = 32,
         api_id: str = "local",
+        authenticator: Authenticator | None = None,
+        cors: dict[str, Any] | None = None,
     ) -> None:
         self.http_handler = http_handler
         self.ws_handler = ws_handler
@@ -287,6 +313,8 @@ class Gateway:
         self.routes = frozenset(routes) if routes is not None else template_routes
         self.route_selection = route_selection or template_selection
         self.api_id = api_id
+        self.authenticator = authenticator
+        self.cors = cors if cors is not None else cors_configuration()
         self.connections: dict[str, Connection] = {}
         self.port: int | None = None
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gateway")
@@ -342,11 +370,38 @@ class Gateway:
 
     # HTTP API
 
+    def _preflight(self, request: web.Request) -> web.Response:
+        cors = self.cors
+        headers = {
+            "Access-Control-Allow-Origin": ",".join(cors.get("AllowOrigins") or ["*"]),
+            "Access-Control-Allow-Methods": ",".join(cors.get("AllowMethods") or ["*"]),
+            "Access-Control-Allow-Headers": ",".join(cors.get("AllowHeaders") or []),
+        }
+        if cors.get("MaxAge") is not None:
+            headers["Access-Control-Max-Age"] = str(cors["MaxAge"])
+        return web.Response(status=204, headers=headers)
+
+    def _url(self, request: web.Request) -> str:
+        host = request.headers.get("Host", f"{self.host}:{self.port}")
+        return f"http://{host}{request.rel_url.raw_path_qs}"
+
     async def _http(self, request: web.Request) -> web.StreamResponse:
+        if (
+            self.cors
+            and request.method == "OPTIONS"
+            and "Origin" in request.headers
+            and "Access-Control-Request-Method" in request.headers
+        ):
+            return self._preflight(request)
         if self.http_handler is None:
             return web.json_response({"message": "Not Found"}, status=404)
         body = await request.read()
         event = http_event(request, body, api_id=self.api_id)
+        if self.authenticator is not None:
+            caller = self.authenticator.http(request.method, self._url(request), request.headers, body)
+            if isinstance(caller, Rejection):
+                return web.json_response({"message": caller.message}, status=caller.status)
+            event["requestContext"].update(caller.http_context)
         request_id = event["requestContext"]["requestId"]
         try:
             result = await self._invoke(self.http_handler, event, request_id, "api")
@@ -359,6 +414,8 @@ class Gateway:
             log.exception("HTTP handler returned a malformed response: %r", result)
             return web.json_response({"message": "Internal Server Error"}, status=500)
         response.headers["apigw-requestid"] = request_id
+        if self.cors and "Origin" in request.headers:
+            response.headers["Access-Control-Allow-Origin"] = ",".join(self.cors.get("AllowOrigins") or ["*"])
         return response
 
     # WebSocket API
@@ -382,6 +439,8 @@ class Gateway:
             "connectionId": connection.connection_id,
             "apiId": self.api_id,
         }
+        for key, value in connection.auth_context.items():
+            context[key] = {**value, **context[key]} if key == "identity" else value
         context.update(extra.pop("context", {}))
         return {"requestContext": context, "isBase64Encoded": False, **extra}
 
@@ -400,6 +459,11 @@ class Gateway:
 
     async def _websocket(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         connection = Connection(new_id(), request.remote or "", request.headers.get("User-Agent", ""))
+        if self.authenticator is not None:
+            caller = self.authenticator.websocket(self._url(request), request.headers)
+            if isinstance(caller, Rejection):
+                return web.json_response({"message": caller.message}, status=caller.status)
+            connection.auth_context = caller.ws_context
         self.connections[connection.connection_id] = connection
         headers = dict(request.headers)
         connect: dict[str, Any] = {

@@ -25,6 +25,14 @@ back when it starts, so graphs, runs and logs survive a restart and a run that
 was in flight goes on. ``--fresh`` starts empty. ``LocalStack`` from Python keeps
 nothing unless given a ``data_dir``.
 
+Callers authenticate as on AWS (:mod:`local.auth`). ``--auth sigv4`` (the
+default): requests are SigV4-signed with a key of ``.local-stack/credentials.json``;
+the stack creates a ``developer`` key there on first start, prints it and puts
+it in ``stack.json``, where ``wf`` and :class:`local.client.WorkflowClient`
+find it. ``--auth jwt --jwt-issuer ISS --jwt-audience AUD --jwks-file FILE``:
+bearer JWTs, checked by the WebSocket authorizer's code. ``--auth none``: a
+development mode where every request comes from one fixed caller (``--caller``).
+
 From Python (tests, demo, benchmarks)::
 
     with LocalStack(port=0, moto_port=0, workers=4) as stack:
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -51,6 +60,15 @@ from typing import Any
 
 from functions.shared import log_lines
 from local import snapshot, state_file
+from local.auth import (
+    DEV_CALLER,
+    Authenticator,
+    CredentialTable,
+    JwtAuthenticator,
+    LocalCredential,
+    NoAuthenticator,
+    SigV4Authenticator,
+)
 from local.esm import EventSourceMapping
 from local.gateway import EventLoopThread, Gateway
 from local.moto_server import MotoServer
@@ -63,6 +81,9 @@ log = logging.getLogger(__name__)
 
 REGION = "us-east-1"
 ACCESS_KEY = "testing"
+CREDENTIALS_FILE = state_file.STATE_FILE.parent / "credentials.json"
+DEVELOPER = "developer"
+AUTH_MODES = ("sigv4", "jwt", "none")
 DEFAULT_VISIBILITY_TIMEOUT = 10
 DATA_DIR = state_file.ROOT / ".local-stack" / "data"
 SNAPSHOT_INTERVAL_SECONDS = 5.0
@@ -184,6 +205,12 @@ class LocalStack:
         fresh: bool = False,
         snapshot_interval: float = SNAPSHOT_INTERVAL_SECONDS,
         stop_grace: float = STOP_GRACE_SECONDS,
+        auth: str = "sigv4",
+        credentials_file: Path | None = None,
+        jwt_issuer: str | None = None,
+        jwt_audience: str | None = None,
+        jwks: Mapping[str, Any] | None = None,
+        caller: str = DEV_CALLER,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -216,6 +243,29 @@ class LocalStack:
         self.snapshot_interval = snapshot_interval
         self.stop_grace = stop_grace
         self.restored: dict[str, int] = {}
+        if auth not in AUTH_MODES:
+            raise ValueError(f"auth must be one of {AUTH_MODES}")
+        self.auth = auth
+        self.caller = caller
+        self.credential: LocalCredential | None = None
+        """The ``developer`` key requests are signed with (``auth="sigv4"``)."""
+        self.credentials = CredentialTable({})
+        self.authenticator: Authenticator
+        if auth == "sigv4":
+            if credentials_file is not None:
+                self.credentials = CredentialTable.load(credentials_file)
+            self.credential = self.credentials.first_of(DEVELOPER) or self.credentials.add(DEVELOPER)
+            if credentials_file is not None:
+                self.credentials.save(credentials_file)
+            self.authenticator = SigV4Authenticator(self.credentials)
+        elif auth == "jwt":
+            if not (jwt_issuer and jwt_audience and jwks is not None):
+                raise ValueError("auth 'jwt' needs jwt_issuer, jwt_audience and jwks")
+            from functions.shared.tokens import JwtValidator
+
+            self.authenticator = JwtAuthenticator(JwtValidator(jwt_issuer, jwt_audience, jwks=jwks))
+        else:
+            self.authenticator = NoAuthenticator(caller)
 
         self.moto: MotoServer | None = None
         self.resources: Resources | None = None
@@ -329,6 +379,18 @@ class LocalStack:
             "moto_url": self.moto_url,
             "pid": os.getpid(),
             "started_at": (self.started_at or datetime.now(UTC)).isoformat(timespec="seconds"),
+            "auth": self.auth,
+            **(
+                {
+                    "credential": {
+                        "access_key": self.credential.access_key,
+                        "secret_key": self.credential.secret_key,
+                        "arn": self.credential.arn,
+                    }
+                }
+                if self.credential is not None
+                else {}
+            ),
         }
 
     # lifecycle
@@ -357,7 +419,7 @@ class LocalStack:
             self._load()
 
         self._loop = EventLoopThread()
-        self.gateway = Gateway(None, None, port=self.port)
+        self.gateway = Gateway(None, None, port=self.port, authenticator=self.authenticator)
         self._loop.run(self.gateway.start(), timeout=30)
         self.environment = self._handler_environment()
         self._zygote.wait_ready()
@@ -587,7 +649,37 @@ def _parser() -> argparse.ArgumentParser:
         default=state_file.STATE_FILE,
         help="where to write the URLs while running (default %(default)s)",
     )
+    parser.add_argument(
+        "--auth",
+        choices=AUTH_MODES,
+        default="sigv4",
+        help="sigv4 (default): SigV4 with the keys of --credentials-file; jwt: bearer JWTs; "
+        "none: no checks, every request comes from --caller (development only)",
+    )
+    parser.add_argument(
+        "--credentials-file",
+        type=Path,
+        default=CREDENTIALS_FILE,
+        help="--auth sigv4: the access keys accepted (a 'developer' key is created; default %(default)s)",
+    )
+    parser.add_argument("--jwt-issuer", help="--auth jwt: the issuer (iss) tokens must have")
+    parser.add_argument("--jwt-audience", help="--auth jwt: the audience (aud or client_id) tokens must have")
+    parser.add_argument("--jwks-file", type=Path, help="--auth jwt: the issuer's keys, a JWKS JSON file")
+    parser.add_argument("--caller", default=DEV_CALLER, help="--auth none: the caller (default %(default)s)")
     return parser
+
+
+def _auth_lines(stack: LocalStack, credentials_file: Path) -> list[str]:
+    if stack.credential is not None:
+        return [
+            f"  auth       SigV4 (region {REGION}, service execute-api), keys in {credentials_file}",
+            f"             AWS_ACCESS_KEY_ID={stack.credential.access_key}",
+            f"             AWS_SECRET_ACCESS_KEY={stack.credential.secret_key}",
+            f"             caller {stack.credential.arn}; wf uses this key by itself",
+        ]
+    if stack.auth == "jwt":
+        return ["  auth       JWT: Authorization: Bearer <token> (WebSocket: ?token=<token>)"]
+    return [f"  auth       NONE (development mode): every request comes from {stack.caller}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -621,6 +713,12 @@ def main(argv: list[str] | None = None) -> int:
         state_file=args.state_file,
         data_dir=args.data_dir,
         fresh=args.fresh,
+        auth=args.auth,
+        credentials_file=args.credentials_file,
+        jwt_issuer=args.jwt_issuer,
+        jwt_audience=args.jwt_audience,
+        jwks=json.loads(args.jwks_file.read_text()) if args.jwks_file else None,
+        caller=args.caller,
     )
     started = time.monotonic()
     try:
@@ -638,6 +736,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"  moto       {stack.moto_url}",
                     f"  state      {args.state_file}",
                     f"  data       {args.data_dir} ({_restored(stack)})",
+                    *_auth_lines(stack, args.credentials_file),
                     "Ctrl-C to stop.",
                 ]
             ),

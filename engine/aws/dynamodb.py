@@ -9,10 +9,10 @@ Keys (table ``pk`` S hash, ``sk`` S range, TTL attribute ``expires_at``, no inde
 pk                            sk                          holds
 ============================  ==========================  =============================================
 ``GRAPH#{graph_id}``          ``V#{version:08d}``         one graph version (``definition`` as JSON)
-``GRAPHS``                    ``G#{graph_id}``            the latest version of each graph, for listing
+``GRAPHS#{owner}``            ``G#{graph_id}``            the latest version of each of an owner's graphs
 ``RUN#{run_id}``              ``RUN``                     the run: position, status, state, subscribers
 ``RUN#{run_id}``              ``LOG#{first:010d}#{tok}``  one commit's log records (see :mod:`.runlog`)
-``IDEM#{key}``                ``IDEM``                    the run started with an idempotency key
+``IDEM#{owner}#{key}``        ``IDEM``                    the run an owner started with an idempotency key
 ``CONN#{connection_id}``      ``RUN#{run_id}``            a run a WebSocket connection follows
 ============================  ==========================  =============================================
 
@@ -22,7 +22,11 @@ Access patterns and their requests:
   then ``PutItem`` of the index entry, conditional on holding an older version
   (a crash in between leaves the listing a version behind until the next put).
   get_graph: ``GetItem``; the latest: ``Query`` of the graph's partition, newest
-  first, limit 1. list_graphs: ``Query`` of ``GRAPHS``.
+  first, limit 1. list_graphs: ``Query`` of the owner's ``GRAPHS#{owner}``.
+
+Owners. Graph versions and runs carry an ``owner`` attribute (the caller's
+principal). Items written before owners existed have none: they are listed
+under the old ``GRAPHS`` and ``IDEM#{key}`` keys, which no owner reads.
 * create_run: without an idempotency key, ``PutItem`` of the log item then of the
   run (``attribute_not_exists``); with one, one ``TransactWriteItems`` of the
   idempotency item, the run and its log item; if the key is taken, the run that
@@ -132,6 +136,14 @@ _BATCH_ATTEMPTS = 8
 _ACTIVE = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
 
 
+def _graphs_pk(owner: str | None) -> str:
+    return f"GRAPHS#{owner}" if owner is not None else "GRAPHS"
+
+
+def _idem_key(owner: str | None, key: str) -> Item:
+    return {"pk": s(f"IDEM#{owner}#{key}" if owner is not None else f"IDEM#{key}"), "sk": s("IDEM")}
+
+
 def _run_pk(run_id: str) -> str:
     return f"RUN#{run_id}"
 
@@ -205,6 +217,7 @@ class DynamoStore:
             "version": n(record.version),
             "created_at": n(record.created_at),
             "definition": s(record.definition.model_dump_json()),
+            **({"owner": s(record.owner)} if record.owner is not None else {}),
         }
         try:
             self.client.put_item(
@@ -219,7 +232,7 @@ class DynamoStore:
         try:
             self.client.put_item(
                 TableName=self.table,
-                Item={"pk": s("GRAPHS"), "sk": s(f"G#{record.graph_id}"), **attrs},
+                Item={"pk": s(_graphs_pk(record.owner)), "sk": s(f"G#{record.graph_id}"), **attrs},
                 ConditionExpression="attribute_not_exists(pk) OR #version < :v",
                 ExpressionAttributeNames={"#version": "version"},
                 ExpressionAttributeValues={":v": n(record.version)},
@@ -247,10 +260,10 @@ class DynamoStore:
             raise GraphNotFoundError(f"no graph {graph_id!r}", graph_id=graph_id)
         return self._graph(items[0])
 
-    def list_graphs(self, limit: int = 100) -> list[GraphRecord]:
+    def list_graphs(self, owner: str, limit: int = 100) -> list[GraphRecord]:
         items = self._query(
             KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": s("GRAPHS")},
+            ExpressionAttributeValues={":pk": s(_graphs_pk(owner))},
             ConsistentRead=True,
         )
         records = [self._graph(item) for item in items]
@@ -263,6 +276,7 @@ class DynamoStore:
             version=integer(item, "version"),
             definition=Graph.model_validate_json(item["definition"]["S"]),
             created_at=float(item["created_at"]["N"]),
+            owner=text(item, "owner"),
         )
 
     # runs
@@ -301,8 +315,7 @@ class DynamoStore:
         ``None`` once this run is stored.
         """
         idem = {
-            "pk": s(f"IDEM#{key}"),
-            "sk": s("IDEM"),
+            **_idem_key(run.owner, key),
             "run_id": s(run.run_id),
             "expires_at": n(now + self.ttl_seconds),
         }
@@ -333,7 +346,7 @@ class DynamoStore:
             reasons = cast(dict[str, Any], exc.response).get("CancellationReasons", [])
             codes = [r.get("Code") for r in reasons]
             if codes and codes[0] == "ConditionalCheckFailed":
-                existing = self.find_run_by_idempotency_key(key)
+                existing = self.find_run_by_idempotency_key(run.owner, key)
                 if existing is not None:
                     return existing
                 raise ConflictError(f"idempotency key {key!r} is taken") from None
@@ -344,8 +357,8 @@ class DynamoStore:
             raise
         return None
 
-    def find_run_by_idempotency_key(self, key: str) -> Run | None:
-        item = self._get({"pk": s(f"IDEM#{key}"), "sk": s("IDEM")})
+    def find_run_by_idempotency_key(self, owner: str | None, key: str) -> Run | None:
+        item = self._get(_idem_key(owner, key))
         if item is None or (number(item, "expires_at") or 0) < time.time():
             return None
         try:
@@ -359,6 +372,12 @@ class DynamoStore:
             raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
         self._remember(item)
         return self._run(item)
+
+    def get_run_owner(self, run_id: str) -> str | None:
+        item = self._get(_run_key(run_id), ("pk", "owner"))
+        if item is None:
+            raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
+        return text(item, "owner")
 
     def commit(
         self, run_id: str, expected: tuple[int, int], changes: RunChanges, records: list[LogRecord]
@@ -566,6 +585,7 @@ class DynamoStore:
             "error": s(run.error.model_dump_json()) if run.error else None,
             "finished_at": n(run.finished_at) if run.finished_at is not None else None,
             "idem_key": s(run.idempotency_key) if run.idempotency_key else None,
+            "owner": s(run.owner) if run.owner is not None else None,
             "subs": {"SS": list(dict.fromkeys(run.subscribers))} if run.subscribers else None,
             "log_token": s(token) if token else None,
             "expires_at": n(now + self.ttl_seconds) if run.status.terminal else None,
@@ -592,6 +612,7 @@ class DynamoStore:
             updated_at=float(item["updated_at"]["N"]),
             finished_at=number(item, "finished_at"),
             idempotency_key=text(item, "idem_key"),
+            owner=text(item, "owner"),
             subscribers=sorted(item.get("subs", {}).get("SS", [])),
             delivery=DeliveryNote.model_validate_json(delivery) if delivery else None,
         )

@@ -27,6 +27,7 @@ from engine.errors import (
     NotFoundError,
     PayloadTooLargeError,
     TooManySubscribersError,
+    UnauthenticatedError,
 )
 from functions.shared.observability import logger
 
@@ -40,6 +41,7 @@ class MalformedJsonError(BadRequestError):
 STATUS_BY_TYPE: dict[type[Exception], HTTPStatus] = {
     InvalidGraphError: HTTPStatus.BAD_REQUEST,
     BadRequestError: HTTPStatus.BAD_REQUEST,
+    UnauthenticatedError: HTTPStatus.UNAUTHORIZED,
     NotFoundError: HTTPStatus.NOT_FOUND,
     ConflictError: HTTPStatus.CONFLICT,
     PayloadTooLargeError: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,

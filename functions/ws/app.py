@@ -11,6 +11,10 @@ Protocol (see README):
 
 A run takes at most ``MAX_SUBSCRIBERS_PER_RUN`` connections: the one over is
 answered 429 on ``$connect`` and the error frame ``too_many_subscribers`` on ``subscribe``.
+The caller (:mod:`functions.shared.identity`) comes with every event: a
+``$connect`` without one is refused with 401, and a connection follows only runs
+its caller started; another caller's run is ``run_not_found`` (404), as a run
+that does not exist.
 
 The subscription is stored before the backlog is read: records committed
 after it reach the connection live, records before ``live_from`` come from the
@@ -29,9 +33,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field, ValidationError
 
 from engine.aws.broadcast import WebSocketBroadcaster
-from engine.errors import RunNotFoundError, TooManySubscribersError
+from engine.errors import RunNotFoundError, TooManySubscribersError, UnauthenticatedError
 from engine.frames import control_frame, error_frame, record_frames
 from functions.shared import wiring
+from functions.shared.identity import find_principal, principal
 from functions.shared.observability import logger, tracer
 
 REPLAY_PAGE = 1000
@@ -55,8 +60,9 @@ def _broadcaster(event: APIGatewayWebSocketEvent) -> WebSocketBroadcaster:
     )
 
 
-def _subscribe(connection_id: str, run_id: str) -> int:
-    """Register the connection on the run; returns the ``seq`` from which records arrive live."""
+def _subscribe(connection_id: str, run_id: str, owner: str) -> int:
+    """Register the connection on a run of ``owner``; returns the ``seq`` from which records arrive live."""
+    wiring.service().require_run_owner(run_id, owner)
     store = wiring.store()
     run = store.add_subscriber(run_id, connection_id)
     store.add_connection(connection_id, run_id)
@@ -64,10 +70,13 @@ def _subscribe(connection_id: str, run_id: str) -> int:
 
 
 def on_connect(event: APIGatewayWebSocketEvent) -> dict[str, Any]:
+    owner = find_principal(event.raw_event)
+    if owner is None:
+        return _response(401, "the request carries no authenticated caller")
     run_id = (event.query_string_parameters or {}).get("run_id")
     if run_id:
         try:
-            _subscribe(event.request_context.connection_id, run_id)
+            _subscribe(event.request_context.connection_id, run_id, owner)
         except RunNotFoundError:
             return _response(404, f"no run {run_id}")
         except TooManySubscribersError as exc:
@@ -91,7 +100,12 @@ def on_subscribe(event: APIGatewayWebSocketEvent, body: Any) -> dict[str, Any]:
         return _response(400)
     logger.append_keys(run_id=request.run_id)
     try:
-        live_from = _subscribe(connection_id, request.run_id)
+        owner = principal(event.raw_event)
+    except UnauthenticatedError as exc:
+        broadcaster.post(connection_id, [error_frame(exc.code, exc.message)])
+        return _response(401)
+    try:
+        live_from = _subscribe(connection_id, request.run_id, owner)
     except RunNotFoundError:
         broadcaster.post(connection_id, [error_frame("run_not_found", f"no run {request.run_id!r}")])
         return _response(404)
@@ -99,7 +113,7 @@ def on_subscribe(event: APIGatewayWebSocketEvent, body: Any) -> dict[str, Any]:
         broadcaster.post(connection_id, [error_frame(exc.code, exc.message)])
         return _response(429)
     service = wiring.service()
-    run = service.get_run(request.run_id)
+    run = service.get_run(request.run_id, owner=owner)
     ack = control_frame(
         "subscribed", run_id=request.run_id, after=request.after, live_from=live_from, status=run.status.value
     )
@@ -107,7 +121,9 @@ def on_subscribe(event: APIGatewayWebSocketEvent, body: Any) -> dict[str, Any]:
         return _response(410)
     after = request.after
     while after < live_from - 1:
-        page = [r for r in service.list_logs(request.run_id, after, REPLAY_PAGE) if r.seq < live_from]
+        page = [
+            r for r in service.list_logs(request.run_id, after, REPLAY_PAGE, owner=owner) if r.seq < live_from
+        ]
         if not page:
             break
         if not broadcaster.post(connection_id, record_frames(request.run_id, page)):

@@ -8,6 +8,8 @@ from engine.model import LogRecord, LogType, Run, RunChanges, RunError, RunStatu
 from engine.ports import RunStore
 
 T0 = 1_700_000_000.25
+OWNER = "arn:aws:iam::123456789012:user/alice"
+OTHER_OWNER = "https://issuer.example|bob"
 _STEP_TYPES = (LogType.STEP_STARTED, LogType.STEP_SUCCEEDED, LogType.EDGE_TAKEN)
 
 
@@ -16,6 +18,7 @@ def new_run(
     state: dict[str, Any] | None = None,
     *,
     idempotency_key: str | None = None,
+    owner: str | None = OWNER,
 ) -> tuple[Run, list[LogRecord]]:
     """A run at its start node with its ``run_started`` record, as ``start_run`` creates it."""
     run = Run(
@@ -28,6 +31,7 @@ def new_run(
         created_at=T0,
         updated_at=T0,
         idempotency_key=idempotency_key,
+        owner=owner,
     )
     started = LogRecord(run_id=run_id, seq=0, ts=T0, type=LogType.RUN_STARTED, step=0, node="a")
     return run, [started]

@@ -8,9 +8,12 @@ from engine.errors import ConflictError, GraphNotFoundError
 from engine.graph import Graph
 from engine.model import GraphRecord
 from engine.ports import GraphStore
+from tests.contract.factories import OTHER_OWNER, OWNER
 
 
-def record(graph_id: str, version: int, created_at: float, name: str = "g") -> GraphRecord:
+def record(
+    graph_id: str, version: int, created_at: float, name: str = "g", owner: str | None = OWNER
+) -> GraphRecord:
     definition = Graph.model_validate(
         {
             "name": name,
@@ -27,7 +30,9 @@ def record(graph_id: str, version: int, created_at: float, name: str = "g") -> G
             "max_steps": 10 + version,
         }
     )
-    return GraphRecord(graph_id=graph_id, version=version, definition=definition, created_at=created_at)
+    return GraphRecord(
+        graph_id=graph_id, version=version, definition=definition, created_at=created_at, owner=owner
+    )
 
 
 def test_put_then_get_a_version_and_the_latest(graphs: GraphStore) -> None:
@@ -59,20 +64,31 @@ def test_unknown_graphs_and_versions_are_not_found(graphs: GraphStore) -> None:
 
 
 def test_list_holds_the_latest_version_of_each_graph_newest_first(graphs: GraphStore) -> None:
-    assert graphs.list_graphs() == []
+    assert graphs.list_graphs(OWNER) == []
     graphs.put_graph(record("old", 1, 100.0))
     graphs.put_graph(record("mid", 1, 200.0))
     graphs.put_graph(record("new", 1, 300.0))
     graphs.put_graph(record("old", 2, 400.0))
 
-    listed = graphs.list_graphs()
+    listed = graphs.list_graphs(OWNER)
     assert [(r.graph_id, r.version) for r in listed] == [("old", 2), ("new", 1), ("mid", 1)]
     assert listed[0] == graphs.get_graph("old")
-    assert [r.graph_id for r in graphs.list_graphs(limit=2)] == ["old", "new"]
+    assert [r.graph_id for r in graphs.list_graphs(OWNER, limit=2)] == ["old", "new"]
 
 
 def test_an_older_version_written_late_does_not_replace_the_latest(graphs: GraphStore) -> None:
     graphs.put_graph(record("g1", 3, 300.0))
     graphs.put_graph(record("g1", 2, 200.0))
     assert graphs.get_graph("g1").version == 3
-    assert [r.version for r in graphs.list_graphs()] == [3]
+    assert [r.version for r in graphs.list_graphs(OWNER)] == [3]
+
+
+def test_each_owner_lists_only_its_graphs(graphs: GraphStore) -> None:
+    graphs.put_graph(record("mine", 1, 100.0))
+    graphs.put_graph(record("theirs", 1, 200.0, owner=OTHER_OWNER))
+    graphs.put_graph(record("nobodys", 1, 300.0, owner=None))
+
+    assert [r.graph_id for r in graphs.list_graphs(OWNER)] == ["mine"]
+    assert [r.graph_id for r in graphs.list_graphs(OTHER_OWNER)] == ["theirs"]
+    assert graphs.get_graph("theirs").owner == OTHER_OWNER
+    assert graphs.get_graph("nobodys").owner is None

@@ -10,7 +10,7 @@ from engine.errors import ConflictError, RunNotFoundError, StaleStepError, TooMa
 from engine.model import DeliveryNote, DeliveryProblem, LogRecord, LogType, Run, RunError, RunStatus
 from engine.ports import RunStore
 from tests.contract.conftest import CAP
-from tests.contract.factories import changes_for, new_run, step, step_records
+from tests.contract.factories import OTHER_OWNER, OWNER, changes_for, new_run, step, step_records
 
 
 def seqs(records: list[LogRecord]) -> list[int]:
@@ -58,9 +58,35 @@ def test_an_idempotency_key_returns_the_first_run_and_stores_nothing_else(runs: 
     assert returned.state == {"i": 1}
     with pytest.raises(RunNotFoundError):
         runs.get_run("run-2")
-    found = runs.find_run_by_idempotency_key("key-1")
+    found = runs.find_run_by_idempotency_key(OWNER, "key-1")
     assert found is not None and found.run_id == "run-1"
-    assert runs.find_run_by_idempotency_key("key-2") is None
+    assert runs.find_run_by_idempotency_key(OWNER, "key-2") is None
+
+
+def test_idempotency_keys_are_per_owner(runs: RunStore) -> None:
+    mine, records = new_run("run-1", {"i": 1}, idempotency_key="key-1")
+    runs.create_run(mine, records)
+    theirs, records = new_run("run-2", {"i": 2}, idempotency_key="key-1", owner=OTHER_OWNER)
+
+    assert runs.find_run_by_idempotency_key(OTHER_OWNER, "key-1") is None
+    assert runs.create_run(theirs, records) == theirs
+
+    found = runs.find_run_by_idempotency_key(OTHER_OWNER, "key-1")
+    assert found is not None and found.run_id == "run-2" and found.state == {"i": 2}
+    found = runs.find_run_by_idempotency_key(OWNER, "key-1")
+    assert found is not None and found.run_id == "run-1"
+
+
+def test_a_run_keeps_its_owner(runs: RunStore) -> None:
+    create(runs)
+    ownerless, records = new_run("run-2", owner=None)
+    runs.create_run(ownerless, records)
+
+    assert runs.get_run("run-1").owner == OWNER
+    assert runs.get_run_owner("run-1") == OWNER
+    assert runs.get_run_owner("run-2") is None
+    with pytest.raises(RunNotFoundError):
+        runs.get_run_owner("nope")
 
 
 def test_state_values_round_trip_exactly(runs: RunStore) -> None:

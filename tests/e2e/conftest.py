@@ -1,6 +1,7 @@
 """End-to-end fixtures: the whole local stack (moto server, gateway, pollers, real handlers) on free ports.
 
-One stack per test module. Its handlers load ``tests.support.tools`` besides the
+One stack per test module, authenticating with SigV4 as by default: :func:`signer`
+signs with its developer key. Its handlers load ``tests.support.tools`` besides the
 built-in tools, and its step queue's visibility timeout is
 :data:`VISIBILITY_TIMEOUT` seconds, so that a failed invocation is retried soon.
 """
@@ -14,7 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
+from botocore.credentials import Credentials
 
+from local.signing import SigV4Signer
 from local.stack import LocalStack
 
 VISIBILITY_TIMEOUT = 2
@@ -42,11 +45,28 @@ def stack() -> Iterator[LocalStack]:
         yield running
 
 
+def signer(stack: LocalStack) -> SigV4Signer:
+    """Signs with the stack's developer key."""
+    assert stack.credential is not None
+    return SigV4Signer(Credentials(stack.credential.access_key, stack.credential.secret_key))
+
+
 @pytest.fixture(scope="module")
 def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    """An HTTP client for the stack's HTTP API."""
-    with httpx.Client(base_url=stack.http_url, timeout=30.0) as client:
+    """An HTTP client for the stack's HTTP API, signing as the developer."""
+    with httpx.Client(base_url=stack.http_url, timeout=30.0, auth=signer(stack).http_auth()) as client:
         yield client
+
+
+@pytest.fixture
+def developer_env(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer key in ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, where botocore's chain finds it."""
+    assert stack.credential is not None
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", stack.credential.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", stack.credential.secret_key)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_SECURITY_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
 def wait_for_run(api: httpx.Client, run_id: str, timeout: float = 30.0) -> dict[str, Any]:

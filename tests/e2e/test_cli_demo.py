@@ -20,6 +20,7 @@ from engine.graphs import load_graph_json
 from local import cli, demo
 from local.client import WorkflowClient, WsConnection, websocket_connect
 from local.stack import LocalStack
+from tests.e2e.conftest import signer
 
 pytestmark = pytest.mark.e2e
 
@@ -44,12 +45,12 @@ Wf = Callable[..., Result]
 
 @pytest.fixture
 def client(stack: LocalStack) -> Iterator[WorkflowClient]:
-    with WorkflowClient(stack.http_url, stack.ws_url) as c:
+    with WorkflowClient(stack.http_url, stack.ws_url, auth=signer(stack)) as c:
         yield c
 
 
 @pytest.fixture
-def wf(stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> Wf:
+def wf(stack: LocalStack, capsys: pytest.CaptureFixture[str], developer_env: None) -> Wf:
     """Run ``wf`` in this process against the stack; returns its exit code and output."""
 
     def run(*args: str) -> Result:
@@ -84,7 +85,7 @@ def gated_graph(stack: LocalStack) -> str:
         "nodes": {"wait": {"tool": "test.gate"}, "done": {"tool": "test.noop"}},
         "edges": {"wait": "done"},
     }
-    with WorkflowClient(stack.http_url) as client:
+    with WorkflowClient(stack.http_url, auth=signer(stack)) as client:
         return str(client.create_graph(definition)["graph_id"])
 
 
@@ -205,7 +206,7 @@ def test_follow_resumes_after_a_dropped_connection(
 
     gate = tmp_path / "gate"
     records: list[dict[str, Any]] = []
-    with WorkflowClient(stack.http_url, stack.ws_url, connect=connect) as client:
+    with WorkflowClient(stack.http_url, stack.ws_url, connect=connect, auth=signer(stack)) as client:
         run_id = client.start_run(gated_graph, {"gate": str(gate)})["run_id"]
         follower = client.follow(run_id, timeout=60)
         for record in follower:
@@ -269,7 +270,7 @@ def test_the_demo_runs_three_scenarios_at_once(stack: LocalStack, client: Workfl
 
 
 def test_the_demo_command_exits_0_when_every_scenario_succeeds(
-    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+    stack: LocalStack, capsys: pytest.CaptureFixture[str], developer_env: None
 ) -> None:
     code = demo.main(["--endpoint", stack.http_url, "--ws-endpoint", stack.ws_url, "--records", "20,30,40"])
     out = capsys.readouterr().out

@@ -15,7 +15,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from engine.aws.dynamodb import DynamoStore
 from local.stack import LocalStack
-from tests.e2e.conftest import VISIBILITY_TIMEOUT, run_logs, wait_for_run
+from tests.e2e.conftest import VISIBILITY_TIMEOUT, run_logs, signer, wait_for_run
 from tests.support.tools import FLAKY_GRAPH
 
 pytestmark = pytest.mark.e2e
@@ -121,7 +121,10 @@ def test_subscriber_joining_mid_run_gets_every_record_once(
     run_id = start_run(api, create_graph(api, GATED), {"gate": str(gate)})
     wait_for_log(api, run_id, "start", "step_succeeded")
 
-    with connect(stack.ws_url) as replaying, connect(f"{stack.ws_url}?run_id={run_id}") as live:
+    with (
+        connect(signer(stack).websocket_url(stack.ws_url)) as replaying,
+        connect(signer(stack).websocket_url(f"{stack.ws_url}?run_id={run_id}")) as live,
+    ):
         replaying.send(json.dumps({"action": "subscribe", "run_id": run_id, "after": -1}))
         ack = json.loads(replaying.recv(timeout=10))
         gate.touch()
@@ -230,7 +233,7 @@ def test_a_subscriber_that_disconnects_is_removed_from_the_run(
     run_id = start_run(api, create_graph(api, GATED), {"gate": str(gate)})
     wait_for_log(api, run_id, "start", "step_succeeded")
 
-    with connect(stack.ws_url) as ws:
+    with connect(signer(stack).websocket_url(stack.ws_url)) as ws:
         ws.send(json.dumps({"action": "subscribe", "run_id": run_id}))
         assert json.loads(ws.recv(timeout=10))["type"] == "subscribed"
         subscribers = store.get_run(run_id).subscribers
@@ -250,7 +253,7 @@ def test_the_management_api_answers_gone_for_a_closed_connection(stack: LocalSta
     client = boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
     ).client("apigatewaymanagementapi", endpoint_url=stack.http_url)
-    with connect(stack.ws_url) as ws:
+    with connect(signer(stack).websocket_url(stack.ws_url)) as ws:
         assert stack.gateway is not None
         wait_until(lambda: len(stack.gateway.connections) >= 1, message="the connection")  # type: ignore[union-attr]
         connection_id = next(iter(stack.gateway.connections))

@@ -17,12 +17,13 @@ from engine.errors import GraphNotFoundError
 from engine.model import RunStatus, StepMessage
 from engine.tools.dq import stages
 from functions.api import app as api_app
+from functions.api.routes.legacy import demo_graph_id
 from functions.shared import wiring
 from functions.shared.observability import logger, metrics
 from local.lambda_context import LocalContext
 from tests.integration.conftest import AwsEnv
 from tests.support.api import Api
-from tests.support.events import EVENTS, load_event
+from tests.support.events import CALLER, EVENTS, load_event
 from tests.support.tools import LOOP_GRAPH
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -354,7 +355,7 @@ def test_wait_hands_a_long_run_to_the_queue(api: Api, monkeypatch: pytest.Monkey
 
 def test_wait_with_a_version_runs_that_version(api: Api) -> None:
     graph_id = api.create_graph(LOOP_GRAPH)
-    wiring.service().add_graph_version(graph_id, LOOP_GRAPH)
+    wiring.service().add_graph_version(graph_id, LOOP_GRAPH, owner=CALLER)
     reply = api("api_start_run_wait", body={"graph_id": graph_id, "wait": True, "version": 1})
     assert reply.status == 200
     assert reply.json()["graph_version"] == 1
@@ -575,11 +576,12 @@ def test_legacy_async_run(api: Api) -> None:
 def test_demo_creates_its_graph_once(api: Api) -> None:
     first = api("api_demo_run_data_quality")
     assert first.status == 200
-    assert first.json()["graph_id"] == "data-quality"
+    assert first.json()["graph_id"] == demo_graph_id(CALLER)
+    assert first.json()["graph_id"].startswith("data-quality-")
     second = api("api_demo_run_data_quality", body=None)
     assert second.status == 200
     assert second.json()["run_id"] != first.json()["run_id"]
-    assert api.graph_ids() == ["data-quality"]
+    assert api.graph_ids() == [demo_graph_id(CALLER)]
     queued = {m.run_id for m in api.drain_queue()}
     assert queued == {first.json()["run_id"], second.json()["run_id"]}
     run = api("api_get_run", path=f"/runs/{first.json()['run_id']}").json()
@@ -591,16 +593,16 @@ def test_demo_survives_a_concurrent_create(api: Api, monkeypatch: pytest.MonkeyP
     from engine.graphs import load_graph_json
 
     service = wiring.service()
-    service.create_graph(load_graph_json("data_quality"), graph_id="data-quality")
+    service.create_graph(load_graph_json("data_quality"), graph_id=demo_graph_id(CALLER), owner=CALLER)
 
-    def not_yet(graph_id: str, version: int | None = None) -> Any:
+    def not_yet(graph_id: str, version: int | None = None, *, owner: str = "") -> Any:
         raise GraphNotFoundError(f"no graph {graph_id!r}", graph_id=graph_id)
 
     with monkeypatch.context() as patched:
         patched.setattr(service, "get_graph", not_yet)
         reply = api("api_demo_run_data_quality", body=None)
     assert reply.status == 200
-    assert api.graph_ids() == ["data-quality"]
+    assert api.graph_ids() == [demo_graph_id(CALLER)]
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,8 @@ from engine.aws.sqs import SqsStepQueue
 from engine.errors import PayloadTooLargeError, StaleStepError
 from engine.model import RunStatus, StepMessage
 from engine.registry import ToolContext, ToolRegistry
-from engine.service import StepDisposition, WorkflowService
-from tests.contract.factories import changes_for, new_run, step, step_records
+from engine.service import LOCAL_OWNER, StepDisposition, WorkflowService
+from tests.contract.factories import OWNER, changes_for, new_run, step, step_records
 from tests.integration.conftest import AwsEnv
 
 MB = 1024 * 1024
@@ -254,9 +254,10 @@ def test_item_layout(aws: AwsEnv, store: DynamoStore) -> None:
     (version,) = raw_items(aws, "GRAPH#counter")
     assert version["sk"] == {"S": "V#00000001"}
     assert json.loads(version["definition"]["S"])["name"] == "counter"
-    (listed,) = raw_items(aws, "GRAPHS")
+    assert version["owner"] == {"S": LOCAL_OWNER}
+    (listed,) = raw_items(aws, f"GRAPHS#{LOCAL_OWNER}")
     assert listed["sk"] == {"S": "G#counter"}
-    (idem,) = raw_items(aws, "IDEM#key-1")
+    (idem,) = raw_items(aws, f"IDEM#{LOCAL_OWNER}#key-1")
     assert idem["run_id"] == {"S": run.run_id}
     assert "expires_at" in idem
     (conn,) = raw_items(aws, "CONN#conn-1")
@@ -268,6 +269,7 @@ def test_item_layout(aws: AwsEnv, store: DynamoStore) -> None:
     assert item["state"] == {"M": {"i": {"S": "1"}}}
     assert item["status"] == {"S": "RUNNING"}
     assert item["subs"] == {"SS": ["conn-1"]}
+    assert item["owner"] == {"S": LOCAL_OWNER}
     assert "expires_at" not in item
     logs = [i for i in items if i["sk"]["S"].startswith("LOG#")]
     assert [i["sk"]["S"][:14] for i in logs] == ["LOG#0000000000", "LOG#0000000001"]
@@ -444,15 +446,15 @@ def test_an_expired_idempotency_key_is_free_again(aws: AwsEnv, store: DynamoStor
     aws.dynamodb.put_item(
         TableName=aws.resources.table_name,
         Item={
-            "pk": {"S": "IDEM#key-1"},
+            "pk": {"S": f"IDEM#{OWNER}#key-1"},
             "sk": {"S": "IDEM"},
             "run_id": {"S": "long-gone"},
             "expires_at": {"N": "1000"},
         },
     )
-    assert store.find_run_by_idempotency_key("key-1") is None
+    assert store.find_run_by_idempotency_key(OWNER, "key-1") is None
 
     run, records = new_run("run-new", idempotency_key="key-1")
     assert store.create_run(run, records) == run
-    found = store.find_run_by_idempotency_key("key-1")
+    found = store.find_run_by_idempotency_key(OWNER, "key-1")
     assert found is not None and found.run_id == "run-new"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from engine.model import DeliveryProblem, RunStatus, StepMessage
+from engine.service import LOCAL_OWNER
 from functions.dlq import app as dlq_app
 from functions.shared import wiring
 from functions.step import app as step_app
@@ -208,7 +209,7 @@ def test_an_inline_start_whose_watchdog_send_fails_leaves_no_run_and_a_retry_run
     monkeypatch.setattr(queue, "send", send)
     with pytest.raises(RuntimeError, match="throttled"):
         service.run_inline(graph_id, {"i": 0}, idempotency_key="order-1")
-    assert service.runs.find_run_by_idempotency_key("order-1") is None
+    assert service.runs.find_run_by_idempotency_key(LOCAL_OWNER, "order-1") is None
 
     run = service.run_inline(graph_id, {"i": 0}, idempotency_key="order-1")
     assert run.status is RunStatus.SUCCEEDED

@@ -15,7 +15,7 @@ from local.esm import EventSourceMapping
 from local.lambda_context import LocalContext
 from tests.integration.conftest import AwsEnv
 from tests.support import ws
-from tests.support.events import load_event
+from tests.support.events import CALLER, load_event
 from tests.support.tools import LOOP_GRAPH
 
 
@@ -50,8 +50,8 @@ def invoke(event: dict[str, Any]) -> dict[str, Any]:
 
 def start_loop() -> str:
     service = wiring.service()
-    graph = service.create_graph(LOOP_GRAPH)
-    return service.start_run(graph.graph_id, {"i": 0}).run_id
+    graph = service.create_graph(LOOP_GRAPH, owner=CALLER)
+    return service.start_run(graph.graph_id, {"i": 0}, owner=CALLER).run_id
 
 
 def test_subscriber_joining_mid_run_gets_every_record_once_in_order(env: AwsEnv) -> None:
@@ -64,12 +64,12 @@ def test_subscriber_joining_mid_run_gets_every_record_once_in_order(env: AwsEnv)
         == 200
     )
     mapping.drain()
-    assert wiring.service().get_run(run_id).status is RunStatus.SUCCEEDED
+    assert wiring.service().get_run(run_id, owner=CALLER).status is RunStatus.SUCCEEDED
     frames = ws.frames("late")
     assert frames[0]["type"] == "subscribed"
     assert frames[0]["live_from"] > 0
     seqs = [r["seq"] for r in ws.records("late")]
-    total = len(wiring.service().list_logs(run_id))
+    total = len(wiring.service().list_logs(run_id, owner=CALLER))
     assert seqs == list(range(total))
     assert ws.records("late")[-1]["type"] == "run_succeeded"
 
@@ -79,7 +79,7 @@ def test_subscribe_after_n_replays_only_later_records(env: AwsEnv) -> None:
     esm(env).drain()
     invoke(ws_event("ws_subscribe", "resume", {"action": "subscribe", "run_id": run_id, "after": 10}))
     seqs = [r["seq"] for r in ws.records("resume")]
-    assert seqs == list(range(11, len(wiring.service().list_logs(run_id))))
+    assert seqs == list(range(11, len(wiring.service().list_logs(run_id, owner=CALLER))))
 
 
 def test_connect_with_run_id_streams_live_records(env: AwsEnv) -> None:
@@ -87,7 +87,7 @@ def test_connect_with_run_id_streams_live_records(env: AwsEnv) -> None:
     assert invoke(ws_event("ws_connect", "early", query={"run_id": run_id}))["statusCode"] == 200
     esm(env).drain()
     seqs = [r["seq"] for r in ws.records("early")]
-    assert seqs == list(range(1, len(wiring.service().list_logs(run_id))))
+    assert seqs == list(range(1, len(wiring.service().list_logs(run_id, owner=CALLER))))
 
 
 def test_connect_to_unknown_run_is_refused(env: AwsEnv) -> None:
@@ -122,7 +122,8 @@ def test_unsubscribe_stops_live_records(env: AwsEnv) -> None:
     invoke(ws_event("ws_unsubscribe", "quits", {"action": "unsubscribe", "run_id": run_id}))
     esm(env).drain()
     assert ws.records("quits") == [
-        r.model_dump(mode="json", exclude_none=True) for r in wiring.service().list_logs(run_id)[:1]
+        r.model_dump(mode="json", exclude_none=True)
+        for r in wiring.service().list_logs(run_id, owner=CALLER)[:1]
     ]
 
 

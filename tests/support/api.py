@@ -41,8 +41,14 @@ class Api:
         headers: dict[str, str] | None = None,
         body: Any = UNSET,
         method: str | None = None,
+        caller: str | None = UNSET,
     ) -> Reply:
+        """``caller`` replaces the event's IAM caller (``userArn``); ``None`` removes the authorizer context."""
         event = load_event(event_name)
+        if caller is None:
+            event["requestContext"].pop("authorizer", None)
+        elif caller is not UNSET:
+            event["requestContext"]["authorizer"]["iam"]["userArn"] = caller
         if path is not None:
             event["rawPath"] = path
             event["requestContext"]["http"]["path"] = path

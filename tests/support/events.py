@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
+CALLER = "arn:aws:iam::123456789012:user/alice"
+"""The IAM caller every sample API and WebSocket event carries."""
 
 
 @cache

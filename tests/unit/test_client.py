@@ -354,6 +354,23 @@ class TestEndpoints:
         assert "stack.json" in found.source
         assert cfn.calls == []  # type: ignore[attr-defined]
 
+    def test_a_local_stacks_signing_key_comes_with_its_endpoints(self, tmp_path: Path) -> None:
+        key = {
+            "access_key": "AKIALOCAL1",
+            "secret_key": "s",
+            "arn": "arn:aws:iam::123456789012:user/developer",
+        }
+        (tmp_path / ".local-stack").mkdir()
+        info = {
+            "http_url": "http://127.0.0.1:1111",
+            "ws_url": "ws://127.0.0.1:2222",
+            "pid": 1,
+            "credential": key,
+        }
+        (tmp_path / ".local-stack" / "stack.json").write_text(json.dumps(info))
+        found = resolve_endpoints(env={"WF_WS_ENDPOINT": "ws://other"}, cwd=tmp_path, alive=lambda pid: True)
+        assert found.credential == key
+
     def test_a_websocket_override_applies_to_the_found_stack(self, tmp_path: Path) -> None:
         self.write_stack(tmp_path)
         found = resolve_endpoints(env={"WF_WS_ENDPOINT": "ws://other"}, cwd=tmp_path, alive=lambda pid: True)
@@ -479,7 +496,7 @@ class TestCliMain:
                 )
             return httpx.Response(404, json={"code": "run_not_found", "message": "no run 'r9'"})
 
-        def make(http_url: str, ws_url: str | None = None) -> WorkflowClient:
+        def make(http_url: str, ws_url: str | None = None, auth: Any = None) -> WorkflowClient:
             return WorkflowClient(http_url, ws_url, transport=httpx.MockTransport(handler))
 
         monkeypatch.setattr(cli, "WorkflowClient", make)

@@ -12,7 +12,13 @@ from engine.errors import InvalidGraphError, PayloadTooLargeError
 from engine.memory import InMemoryStepQueue
 from engine.model import DeliveryProblem, LogRecord
 from engine.runner import ForkRunner
-from engine.service import STEP_MARGIN_SECONDS, DeadLetterDisposition, WorkflowService, max_node_timeout
+from engine.service import (
+    LOCAL_OWNER,
+    STEP_MARGIN_SECONDS,
+    DeadLetterDisposition,
+    WorkflowService,
+    max_node_timeout,
+)
 
 CHAIN: dict[str, Any] = {
     "name": "chain",
@@ -243,7 +249,7 @@ def test_an_inline_start_whose_watchdog_cannot_be_sent_stores_no_run(
 
     with pytest.raises(ConnectionError):
         service.run_inline(graph_id, {"i": 0}, idempotency_key="k-1")
-    assert service.runs.find_run_by_idempotency_key("k-1") is None
+    assert service.runs.find_run_by_idempotency_key(LOCAL_OWNER, "k-1") is None
 
     run = service.run_inline(graph_id, {"i": 0}, idempotency_key="k-1")
     assert run.status is RunStatus.SUCCEEDED

@@ -18,6 +18,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from engine.mermaid import to_mermaid
 from functions.api.body import graph_definition
+from functions.api.caller import owner
 from functions.api.schemas import GRAPH_ID_PATTERN, Diagram, GraphDetail, GraphList, GraphSummary, errors, ok
 from functions.shared import wiring
 
@@ -72,7 +73,7 @@ def create_graph(
     ] = None,
 ) -> Response[GraphSummary]:
     raw = graph_definition(router.current_event)
-    record = wiring.service().create_graph(raw, graph_id=graph_id)
+    record = wiring.service().create_graph(raw, graph_id=graph_id, owner=owner(router))
     return _created(GraphSummary.of(record))
 
 
@@ -86,7 +87,7 @@ def create_graph(
 )
 def add_graph_version(graph_id: GraphId) -> Response[GraphSummary]:
     raw = graph_definition(router.current_event)
-    record = wiring.service().add_graph_version(graph_id, raw)
+    record = wiring.service().add_graph_version(graph_id, raw, owner=owner(router))
     return _created(GraphSummary.of(record))
 
 
@@ -98,7 +99,9 @@ def add_graph_version(graph_id: GraphId) -> Response[GraphSummary]:
     responses={**ok(200, "The graphs"), **errors()},
 )
 def list_graphs(limit: Annotated[int, Query(ge=1, le=100)] = 100) -> GraphList:
-    return GraphList(graphs=[GraphSummary.of(r) for r in wiring.service().list_graphs(limit)])
+    return GraphList(
+        graphs=[GraphSummary.of(r) for r in wiring.service().list_graphs(limit, owner=owner(router))]
+    )
 
 
 @router.get(
@@ -111,7 +114,7 @@ def get_graph(
     graph_id: GraphId,
     version: Annotated[int | None, Query(ge=1, description="A version; the latest by default.")] = None,
 ) -> GraphDetail:
-    return GraphDetail.of(wiring.service().get_graph(graph_id, version))
+    return GraphDetail.of(wiring.service().get_graph(graph_id, version, owner=owner(router)))
 
 
 @router.get(
@@ -131,7 +134,7 @@ def graph_diagram(
     graph_id: GraphId,
     version: Annotated[int | None, Query(ge=1, description="A version; the latest by default.")] = None,
 ) -> Response[Any]:
-    record = wiring.service().get_graph(graph_id, version)
+    record = wiring.service().get_graph(graph_id, version, owner=owner(router))
     mermaid = to_mermaid(record.definition)
     accept = router.current_event.headers.get("accept") or ""
     if content_types.APPLICATION_JSON in accept:

@@ -13,6 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from engine.errors import StateKeyNotFoundError
 from engine.model import Run
+from functions.api.caller import owner
 from functions.api.schemas import (
     CancelRequest,
     LogsPage,
@@ -69,6 +70,7 @@ def run_inline(
         budget_seconds=wait_budget_seconds(router.lambda_context),
         idempotency_key=idempotency_key,
         version=version,
+        owner=owner(router),
     )
     bind_run(run.run_id)
     count_started("wait")
@@ -116,6 +118,7 @@ def start_run(request: Annotated[RunRequest, Body()]) -> Response[Any]:
         request.initial_state,
         idempotency_key=request.idempotency_key,
         version=request.version,
+        owner=owner(router),
     )
     bind_run(run.run_id)
     count_started("queue")
@@ -135,7 +138,7 @@ def get_run(
     include_state: Annotated[bool, Query(description="Leave the state out with `false`.")] = True,
 ) -> RunView:
     bind_run(run_id)
-    return RunView.of(wiring.service().get_run(run_id), include_state=include_state)
+    return RunView.of(wiring.service().get_run(run_id, owner=owner(router)), include_state=include_state)
 
 
 @router.get(
@@ -148,7 +151,7 @@ def get_run(
 )
 def get_state_value(run_id: RunId, key: Annotated[str, Path(min_length=1, max_length=256)]) -> Any:
     bind_run(run_id)
-    state = wiring.service().get_run(run_id).state
+    state = wiring.service().get_run(run_id, owner=owner(router)).state
     if key not in state:
         raise StateKeyNotFoundError(f"run {run_id!r} has no state key {key!r}", run_id=run_id, key=key)
     return state[key]
@@ -167,10 +170,7 @@ def run_logs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> LogsPage:
     bind_run(run_id)
-    service = wiring.service()
-    records = service.list_logs(run_id, after, limit)
-    if not records:
-        service.get_run(run_id)
+    records = wiring.service().list_logs(run_id, after, limit, owner=owner(router))
     return LogsPage(run_id=run_id, records=records, next_after=records[-1].seq if records else after)
 
 
@@ -187,6 +187,6 @@ def cancel_run(
 ) -> RunView:
     bind_run(run_id)
     reason = (request or CancelRequest()).reason
-    run = wiring.service().cancel(run_id, reason)
+    run = wiring.service().cancel(run_id, reason, owner=owner(router))
     logger.info("run cancelled", extra={"reason": reason})
     return RunView.of(run)
