@@ -235,7 +235,7 @@ def execute_step(
     tick = time.perf_counter()
     try:
         tool = registry.get(node.tool)
-        result = invoke_tool(tool, dict(run.state), ctx, node.timeout_seconds)
+        result = invoke_tool(tool, run.state.copy(), ctx, node.timeout_seconds)
         if result is None:
             result = {}
         if not isinstance(result, dict):
@@ -261,7 +261,7 @@ def execute_step(
         attempt=run.attempt,
         duration_ms=round(duration_ms, 3),
     )
-    state = {**run.state, **result}
+    state = run.state | result
     return _advance(compiled, run, log, node_name, state, result)
 
 
