@@ -12,6 +12,7 @@ from engine.errors import ConflictError, GraphNotFoundError, RunNotFoundError, S
 from engine.model import GraphRecord, LogRecord, Run, RunChanges, StepMessage
 from engine.snapshots import StateView, fresh
 
+
 class InMemoryGraphStore:
     def __init__(self) -> None:
         self._versions: dict[str, dict[int, GraphRecord]] = {}

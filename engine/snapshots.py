@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import ItemsView, ValuesView
+from _collections_abc import dict_items, dict_values
 from typing import Any
 
 _ATOMS = frozenset({str, int, float, bool, type(None)})
@@ -69,11 +69,11 @@ class StateView(dict[str, Any]):
         value = dict.get(self, key, _MISSING)
         return default if value is _MISSING else self._take(key, value)
 
-    def items(self) -> ItemsView[str, Any]:
+    def items(self) -> dict_items[str, Any]:
         self._take_all()
         return dict.items(self)
 
-    def values(self) -> ValuesView[Any]:
+    def values(self) -> dict_values[str, Any]:
         self._take_all()
         return dict.values(self)
 
