@@ -1,7 +1,8 @@
 """Wires the engine to AWS for the Lambda handlers, once per execution environment.
 
-Nothing here runs at import: clients and the service are built on the first
-request that needs them (cold start stays close to ``import boto3``).
+Nothing here runs at import: the service is built on the first request that
+needs it, and each boto3 client when a request first talks to its service (a
+``GET`` of a run makes no SQS, S3 or WebSocket client), all from one session.
 
 Configuration (environment):
 
@@ -20,6 +21,7 @@ Configuration (environment):
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -56,13 +58,42 @@ class Settings:
         )
 
 
+_clients_lock = threading.Lock()
+
+
 @cache
-def client(service: str, endpoint_url: str | None = None) -> Any:
-    """One boto3 client per service (and endpoint) per execution environment."""
+def session() -> Any:
+    """The one boto3 session every client comes from, made on first use.
+
+    A session loads its configuration and data files once; a session per client
+    would load them again for each.
+    """
     import boto3
 
-    session: Any = boto3.session.Session()
-    return session.client(service, endpoint_url=endpoint_url)
+    return boto3.session.Session()
+
+
+@cache
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    """One boto3 client per service (and endpoint) per execution environment.
+
+    Made under a lock: a boto3 session is not safe for threads that create clients at once.
+    """
+    with _clients_lock:
+        return session().client(service, endpoint_url=endpoint_url)
+
+
+class LazyClient:
+    """Stands for ``client(service, endpoint_url)``, which it makes when an attribute is first asked for."""
+
+    __slots__ = ("_endpoint_url", "_service")
+
+    def __init__(self, service: str, endpoint_url: str | None = None) -> None:
+        self._service = service
+        self._endpoint_url = endpoint_url
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(client(self._service, self._endpoint_url), name)
 
 
 @cache
@@ -77,7 +108,7 @@ def store() -> DynamoStore:
     from engine.aws.s3 import S3BlobStore
 
     config = settings()
-    blobs = S3BlobStore(client("s3"), config.blob_bucket) if config.blob_bucket else None
+    blobs = S3BlobStore(LazyClient("s3"), config.blob_bucket) if config.blob_bucket else None  # type: ignore[arg-type]
     return DynamoStore(client("dynamodb"), config.table_name, blobs=blobs, ttl_days=config.ttl_days)
 
 
@@ -85,7 +116,7 @@ def broadcaster(endpoint: str) -> WebSocketBroadcaster:
     """The WebSocket broadcaster posting through the management API at ``endpoint``."""
     from engine.aws.broadcast import WebSocketBroadcaster
 
-    return WebSocketBroadcaster(client("apigatewaymanagementapi", endpoint), store(), store())
+    return WebSocketBroadcaster(LazyClient("apigatewaymanagementapi", endpoint), store(), store())
 
 
 @cache
@@ -98,15 +129,16 @@ def service() -> WorkflowService:
     return WorkflowService(
         graphs=store(),
         runs=store(),
-        queue=SqsStepQueue(client("sqs"), config.step_queue_url),
+        queue=SqsStepQueue(LazyClient("sqs"), config.step_queue_url),  # type: ignore[arg-type]
         registry=REGISTRY,
         sink=broadcaster(config.ws_endpoint) if config.ws_endpoint else None,
     )
 
 
 def reset() -> None:
-    """Forget cached settings, clients, store and service (tests change the environment between cases)."""
+    """Forget cached settings, session, clients, store and service (tests change the environment between cases)."""
     settings.cache_clear()
+    session.cache_clear()
     client.cache_clear()
     store.cache_clear()
     service.cache_clear()
