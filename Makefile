@@ -74,13 +74,20 @@ sam-build: $(SAM_STAMP)
 	PATH="$(dir $(PY312)):$$PATH" $(SAM) build --region $(REGION) --template-file template.yaml
 	$(SAM_VENV)/bin/python scripts/check_sam_build.py --python "$(PY312)" .aws-sam/build
 
-# Called by `sam build` (BuildMethod: makefile, built in source) with ARTIFACTS_DIR set:
-# a function's artifact is the two packages it imports, without bytecode caches.
+# Called by `sam build` (BuildMethod: makefile, built in source) with ARTIFACTS_DIR set and the
+# PATH it was started with (`make sam-build` puts $(PY312) first): a function's artifact is the two
+# packages it imports, with their bytecode compiled by python3.12, the functions' runtime, so that
+# a cold start does not compile them. Unchecked-hash .pyc: Lambda's code directory is read-only
+# and zip archives keep file times to 2 s only, so timestamp-checked .pyc could be found stale and
+# compiled again at every cold start. Local caches are left out.
 SAM_FUNCTIONS := ApiFunction StepFunction DeadLetterFunction WebSocketFunction
 .PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
 $(addprefix build-,$(SAM_FUNCTIONS)):
 	@test -n "$(ARTIFACTS_DIR)" || { echo "$@ is run by sam build" >&2; exit 1; }
+	@python3.12 -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null || \
+	  { echo "$@: python3.12 (the Lambda runtime) must be on PATH to compile the bytecode" >&2; exit 1; }
 	tar -cf - --exclude='__pycache__' --exclude='*.py[co]' engine functions | tar -xf - -C "$(ARTIFACTS_DIR)"
+	python3.12 -m compileall -q --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/engine" "$(ARTIFACTS_DIR)/functions"
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
