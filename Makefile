@@ -89,5 +89,20 @@ $(addprefix build-,$(SAM_FUNCTIONS)):
 	tar -cf - --exclude='__pycache__' --exclude='*.py[co]' engine functions | tar -xf - -C "$(ARTIFACTS_DIR)"
 	python3.12 -m compileall -q --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/engine" "$(ARTIFACTS_DIR)/functions"
 
+# The dependencies layer with its bytecode, for when DependenciesLayer's Metadata says
+# `BuildMethod: makefile` (template.yaml; with `BuildMethod: python3.12` sam's own pip build ships
+# no bytecode, so every cold start compiles the layer's modules): layer/requirements.txt for
+# python3.12 on arm64, compiled as the functions are.
+.PHONY: build-DependenciesLayer
+build-DependenciesLayer:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "$@ is run by sam build" >&2; exit 1; }
+	@python3.12 -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null || \
+	  { echo "$@: python3.12 (the Lambda runtime) must be on PATH to compile the bytecode" >&2; exit 1; }
+	python3.12 -m pip install --quiet --disable-pip-version-check --no-compile --only-binary=:all: \
+	  --platform manylinux2014_aarch64 --implementation cp --python-version 3.12 \
+	  --target "$(ARTIFACTS_DIR)/python" -r layer/requirements.txt
+	rm -rf "$(ARTIFACTS_DIR)/python/bin"
+	python3.12 -m compileall -q --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/python"
+
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -230,7 +230,12 @@ def _check(
                 )
                 if pip.returncode != 0:
                     problems.append(f"{name}: cannot install {dist}=={version} for {host}:\n{pip.stderr}")
-        print(f"{name}: {len(dists)} distributions, {_size(site) / 2**20:.1f} MiB")
+        compiled = sum(1 for _ in site.rglob(f"*.{tag}.pyc"))
+        sources = sum(1 for _ in site.rglob("*.py"))
+        note = "" if compiled else f" (no {tag} bytecode: a cold start compiles the modules it imports)"
+        print(
+            f"{name}: {len(dists)} distributions, {_size(site) / 2**20:.1f} MiB, {compiled}/{sources} modules compiled{note}"
+        )
 
     layer_paths = [str(p) for p in layers.values()]
     layer_bytes = sum(_size(p) for p in layers.values() if p.is_dir())
