@@ -97,13 +97,35 @@ sam-local: venv sam-build-local
 	  GRAPHFLOW_SAM_LOCAL=1 SAM_LOCAL_SAM="$(abspath $(SAM))" SAM_LOCAL_IMAGE="$(SAM_LOCAL_IMAGE)" \
 	  SAM_LOCAL_TEMPLATE="$(abspath $(SAM_LOCAL_BUILD))/template.yaml" $(BIN)/pytest -q -p no:cacheprovider --durations=5 tests/sam_local'
 
-# Called by `sam build` (BuildMethod: makefile, built in source) with ARTIFACTS_DIR set:
-# a function's artifact is the two packages it imports, without bytecode caches.
+# Called by `sam build` (BuildMethod: makefile, built in source) with ARTIFACTS_DIR set and the
+# PATH it was started with (`make sam-build` puts $(PY312) first): a function's artifact is the two
+# packages it imports, with their bytecode compiled by python3.12, the functions' runtime, so that
+# a cold start does not compile them. Unchecked-hash .pyc: Lambda's code directory is read-only
+# and zip archives keep file times to 2 s only, so timestamp-checked .pyc could be found stale and
+# compiled again at every cold start. Local caches are left out.
 SAM_FUNCTIONS := ApiFunction JwtApiFunction AuthorizerFunction StepFunction DeadLetterFunction WebSocketFunction
 .PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
 $(addprefix build-,$(SAM_FUNCTIONS)):
 	@test -n "$(ARTIFACTS_DIR)" || { echo "$@ is run by sam build" >&2; exit 1; }
+	@python3.12 -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null || \
+	  { echo "$@: python3.12 (the Lambda runtime) must be on PATH to compile the bytecode" >&2; exit 1; }
 	tar -cf - --exclude='__pycache__' --exclude='*.py[co]' engine functions | tar -xf - -C "$(ARTIFACTS_DIR)"
+	python3.12 -m compileall -q --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/engine" "$(ARTIFACTS_DIR)/functions"
+
+# The dependencies layer with its bytecode, for when DependenciesLayer's Metadata says
+# `BuildMethod: makefile` (template.yaml; with `BuildMethod: python3.12` sam's own pip build ships
+# no bytecode, so every cold start compiles the layer's modules): layer/requirements.txt for
+# python3.12 on arm64, compiled as the functions are.
+.PHONY: build-DependenciesLayer
+build-DependenciesLayer:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "$@ is run by sam build" >&2; exit 1; }
+	@python3.12 -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null || \
+	  { echo "$@: python3.12 (the Lambda runtime) must be on PATH to compile the bytecode" >&2; exit 1; }
+	python3.12 -m pip install --quiet --disable-pip-version-check --no-compile --only-binary=:all: \
+	  --platform manylinux2014_aarch64 --implementation cp --python-version 3.12 \
+	  --target "$(ARTIFACTS_DIR)/python" -r layer/requirements.txt
+	rm -rf "$(ARTIFACTS_DIR)/python/bin"
+	python3.12 -m compileall -q --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/python"
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

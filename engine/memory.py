@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import heapq
 import itertools
 import threading
@@ -26,24 +25,7 @@ from engine.model import (
     RunChanges,
     StepMessage,
 )
-
-_ATOMS = frozenset({str, int, float, bool, type(None)})
-
-
-def _fresh(value: Any) -> Any:
-    """A copy of JSON-like data that shares nothing mutable with ``value``.
-
-    Faster than :func:`copy.deepcopy` for the dicts, lists and scalars a state is
-    made of; anything else is deep-copied.
-    """
-    kind = type(value)
-    if kind in _ATOMS:
-        return value
-    if kind is dict:
-        return {k: v if type(v) in _ATOMS else _fresh(v) for k, v in value.items()}
-    if kind is list:
-        return [v if type(v) in _ATOMS else _fresh(v) for v in value]
-    return copy.deepcopy(value)
+from engine.snapshots import StateView, fresh
 
 
 class InMemoryGraphStore:
@@ -76,9 +58,15 @@ class InMemoryGraphStore:
 class InMemoryRunStore:
     """Runs and logs in dicts.
 
-    State goes in and out as copies all the way down, as it would through a
-    database: neither a caller nor a tool can change a stored run behind the store.
-    A run takes at most ``max_subscribers`` subscribers.
+    A stored run's state is a snapshot: a dict of values that the store copied
+    when they came in (at create and, key by key, at each commit) and that
+    nothing changes afterwards; a commit makes a new dict that shares the
+    unchanged values with the old one. Runs go out with their state as a
+    :class:`~engine.snapshots.StateView` of the snapshot, which copies a value
+    when it is read. So neither a caller nor a tool can change a stored run
+    behind the store, as through a database, yet a step copies only the keys
+    that are written or read, not the whole state. A run takes at most
+    ``max_subscribers`` subscribers.
     """
 
     def __init__(self, *, max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS_PER_RUN) -> None:
@@ -92,7 +80,7 @@ class InMemoryRunStore:
         with self._lock:
             key = (run.owner, run.idempotency_key) if run.idempotency_key else None
             if key is not None and key in self._keys:
-                return self._runs[self._keys[key]].model_copy(deep=True)
+                return _detached(self._runs[self._keys[key]])
             if run.run_id in self._runs:
                 raise ConflictError(f"run {run.run_id} exists")
             self._runs[run.run_id] = run.model_copy(deep=True)
@@ -129,7 +117,7 @@ class InMemoryRunStore:
                 raise StaleStepError(f"run {run_id} is at {run.position} ({run.status}), not {expected}")
             updated = changes.apply(run)
             for key in changes.state_updates:
-                updated.state[key] = _fresh(updated.state[key])
+                updated.state[key] = fresh(updated.state[key])
             self._runs[run_id] = updated
             self._logs[run_id].extend(records)
             return _detached(updated)
@@ -170,7 +158,7 @@ class InMemoryRunStore:
 
 
 def _detached(run: Run) -> Run:
-    return run.model_copy(update={"state": _fresh(run.state), "subscribers": list(run.subscribers)})
+    return run.model_copy(update={"state": StateView(run.state), "subscribers": list(run.subscribers)})
 
 
 class InMemoryConnectionStore:

@@ -184,13 +184,13 @@ def execute_step(
         limit = node.timeout_seconds
         if time_left is not None and (limit is None or time_left < limit):
             try:
-                result = runner.run(tool, dict(run.state), ctx, max(time_left, 0.001))
+                result = runner.run(tool, run.state.copy(), ctx, max(time_left, 0.001))
             except ToolTimeoutError:
                 raise ToolTimeoutError(
                     f"tool {node.tool!r} ran out of the step's time ({time_left:.3g}s left in the invocation)"
                 ) from None
         else:
-            result = runner.run(tool, dict(run.state), ctx, limit)
+            result = runner.run(tool, run.state.copy(), ctx, limit)
         if result is None:
             result = {}
         if not isinstance(result, dict):
@@ -216,7 +216,7 @@ def execute_step(
         attempt=run.attempt,
         duration_ms=round(duration_ms, 3),
     )
-    state = {**run.state, **result}
+    state = run.state | result
     return _advance(compiled, run, log, node_name, state, result)
 
 

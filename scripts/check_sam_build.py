@@ -1,7 +1,10 @@
 """Check what ``sam build`` produced, before anything is deployed.
 
 * every function's artifact holds the packages ``engine`` and ``functions`` and nothing
-  else (no tests, virtualenvs or caches), and its handler module is there;
+  else (no tests or virtualenvs), and its handler module is there;
+* every module of an artifact has its bytecode, compiled for the functions' Python and
+  never checked against the source (unchecked-hash ``.pyc``: Lambda cannot write a stale
+  one anew), and there is no other bytecode;
 * the layer holds the dependencies, and its compiled extensions are built for the
   functions' architecture (arm64: aarch64 ELF files);
 * every handler module imports with only the artifact, the layer and the standard
@@ -111,6 +114,39 @@ def _distributions(site: Path) -> dict[str, tuple[str, list[str]]]:
     return found
 
 
+def _cache_tag(python: str) -> str:
+    out = subprocess.run(
+        [python, "-c", "import sys; print(sys.implementation.cache_tag)"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+_UNCHECKED_HASH = 0b01  # the flags word of a .pyc (PEP 552): hash-based, not checked against the source
+
+
+def _bytecode_problems(code: Path, tag: str) -> list[str]:
+    """What is wrong with the bytecode of ``code``: modules without it, bytecode that is checked or not for ``tag``."""
+    missing, checked = [], []
+    for source in sorted(code.rglob("*.py")):
+        pyc = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        if not pyc.is_file():
+            missing.append(str(source.relative_to(code)))
+        elif int.from_bytes(pyc.read_bytes()[4:8], "little") != _UNCHECKED_HASH:
+            checked.append(str(pyc.relative_to(code)))
+    foreign = [str(p.relative_to(code)) for p in code.rglob("*.py[co]") if p.name.split(".")[-2] != tag]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} modules without {tag} bytecode: {missing[:3]}")
+    if checked:
+        problems.append(f"{len(checked)} .pyc files are not unchecked-hash: {checked[:3]}")
+    if foreign:
+        problems.append(f"bytecode for another Python: {foreign[:3]}")
+    return problems
+
+
 def _host_machine(python: str) -> str:
     out = subprocess.run(
         [python, "-c", "import platform; print(platform.machine())"],
@@ -180,6 +216,7 @@ def _check(
 ) -> list[str]:
     problems: list[str] = []
     host = _host_machine(python)
+    tag = _cache_tag(python)
     for name, site in layers.items():
         if not site.is_dir():
             problems.append(f"{name}: {site} is missing")
@@ -206,7 +243,12 @@ def _check(
                 )
                 if pip.returncode != 0:
                     problems.append(f"{name}: cannot install {dist}=={version} for {host}:\n{pip.stderr}")
-        print(f"{name}: {len(dists)} distributions, {_size(site) / 2**20:.1f} MiB")
+        compiled = sum(1 for _ in site.rglob(f"*.{tag}.pyc"))
+        sources = sum(1 for _ in site.rglob("*.py"))
+        note = "" if compiled else f" (no {tag} bytecode: a cold start compiles the modules it imports)"
+        print(
+            f"{name}: {len(dists)} distributions, {_size(site) / 2**20:.1f} MiB, {compiled}/{sources} modules compiled{note}"
+        )
 
     layer_paths = [str(p) for p in layers.values()]
     layer_bytes = sum(_size(p) for p in layers.values() if p.is_dir())
@@ -225,9 +267,7 @@ def _check(
         extra = {p.name for p in code.iterdir()} - ALLOWED_TOP_LEVEL
         if extra:
             problems.append(f"{name}: unexpected entries in the artifact: {sorted(extra)}")
-        caches = [str(p.relative_to(code)) for p in code.rglob("__pycache__")]
-        if caches:
-            problems.append(f"{name}: bytecode caches in the artifact: {caches[:3]}")
+        problems.extend(f"{name}: {problem}" for problem in _bytecode_problems(code, tag))
         if not (code / (module.replace(".", "/") + ".py")).is_file():
             problems.append(f"{name}: handler module {module} is not in the artifact")
             continue

@@ -98,6 +98,7 @@ from engine.aws.runlog import (
     log_items,
     log_key,
     new_token,
+    page_items,
 )
 from engine.blobs import DEFAULT_CACHE_BYTES, DEFAULT_INLINE_LIMIT, BlobStore, ValueCodec, size_of
 from engine.errors import (
@@ -467,22 +468,28 @@ class DynamoStore:
         if limit <= 0 or start >= next_seq:
             return []
         stop = min(next_seq, start + limit)
+        first = max(0, start - RECORDS_PER_ITEM + 1)
         items: list[LogItem] = []
         found: list[str] = []
-        for page in self._query_pages(
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
-            ExpressionAttributeValues={
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {
                 ":pk": s(_run_pk(run_id)),
-                ":lo": s(log_key(max(0, start - RECORDS_PER_ITEM + 1))),
+                ":lo": s(log_key(first)),
                 ":hi": s(log_key(next_seq)),
             },
-            ConsistentRead=True,
-            Limit=min(limit + RECORDS_PER_ITEM + 2, _PAGE_ITEMS),
-        ):
-            items.extend(LogItem.from_item(item) for item in page)
+            "ConsistentRead": True,
+        }
+        while len(found) < stop - start:
+            skipped = 0 if items else start - first
+            params["Limit"] = page_items(stop - start - len(found), items, _PAGE_ITEMS, skipped)
+            out = self.client.query(**params)
+            items.extend(LogItem.from_item(item) for item in cast(list[Item], out.get("Items", [])))
             found = committed_records(items, log_token, start, stop)
-            if len(found) >= stop - start:
+            if "LastEvaluatedKey" not in out:
                 break
+            params["ExclusiveStartKey"] = out["LastEvaluatedKey"]
         return [LogRecord.model_validate_json(body) for body in found]
 
     def add_subscriber(self, run_id: str, connection_id: str) -> Run:

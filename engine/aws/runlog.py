@@ -25,10 +25,16 @@ A commit holds at most :data:`RECORDS_PER_ITEM` records per item (more are split
 into several items with the same token), which bounds how far before ``after`` a
 reader starts: the item holding record ``after + 1`` begins no earlier than
 ``after + 2 - RECORDS_PER_ITEM``.
+
+A reader does not know how many records the items in its range hold (a step
+commits three, a failure or a long step more), and a Query's ``Limit`` counts
+items. :func:`page_items` sizes each Query of a page from the records per item
+read so far, so a page reads about as many items as hold its records.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,6 +44,8 @@ from engine.errors import PayloadTooLargeError
 from engine.model import LogRecord
 
 RECORDS_PER_ITEM = 32
+TYPICAL_RECORDS_PER_ITEM = 3
+"""What a step's commit writes (step started, succeeded, edge taken): the first guess of a log page."""
 ITEM_BYTES = 256 * 1024
 LOG_PREFIX = "LOG#"
 
@@ -133,3 +141,18 @@ def committed_records(items: Iterable[LogItem], log_token: str | None, start: in
             out.append(body)
             expected += 1
     return out
+
+
+def page_items(missing: int, items: list[LogItem], most: int, skipped: int = 0) -> int:
+    """The ``Limit`` of the next Query for a page that still lacks ``missing`` records.
+
+    As many items as hold ``missing`` records, plus ``skipped`` records that the
+    range holds before the page's first record, at the mean records per item of
+    ``items`` (those read so far; before any, :data:`TYPICAL_RECORDS_PER_ITEM`),
+    plus one: the item after the last one needed, whose ``prev`` shows that one
+    committed. At most ``most``. A guess too high costs a few items more; too
+    low, another Query.
+    """
+    held = sum(len(item.records) for item in items)
+    per_item = held / len(items) if held else TYPICAL_RECORDS_PER_ITEM
+    return min(most, math.ceil((max(missing, 1) + skipped) / per_item) + 1)

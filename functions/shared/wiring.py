@@ -1,7 +1,8 @@
 """Wires the engine to AWS for the Lambda handlers, once per execution environment.
 
-Nothing here runs at import: clients and the service are built on the first
-request that needs them (cold start stays close to ``import boto3``).
+Nothing here runs at import: the service is built on the first request that
+needs it, and each boto3 client when a request first talks to its service (a
+``GET`` of a run makes no SQS, S3 or WebSocket client), all from one session.
 
 Configuration (environment):
 
@@ -27,6 +28,7 @@ Configuration (environment):
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -86,19 +88,50 @@ class Settings:
         )
 
 
+_clients_lock = threading.Lock()
+
+
+@cache
+def session() -> Any:
+    """The one boto3 session every client comes from, made on first use.
+
+    A session loads its configuration and data files once; a session per client
+    would load them again for each.
+    """
+    import boto3
+
+    return boto3.session.Session()
+
+
 @cache
 def client(service: str, endpoint_url: str | None = None, max_pool_connections: int | None = None) -> Any:
     """One boto3 client per service (and endpoint) per execution environment.
 
     ``max_pool_connections`` raises botocore's default of 10 HTTP connections for a
-    client that several threads share.
+    client that several threads share. Made under a lock: a boto3 session is not
+    safe for threads that create clients at once.
     """
-    import boto3
     from botocore.config import Config
 
-    session: Any = boto3.session.Session()
     config = Config(max_pool_connections=max_pool_connections) if max_pool_connections else None
-    return session.client(service, endpoint_url=endpoint_url, config=config)
+    with _clients_lock:
+        return session().client(service, endpoint_url=endpoint_url, config=config)
+
+
+class LazyClient:
+    """Stands for ``client(service, endpoint_url, ...)``, which it makes when an attribute is first asked for."""
+
+    __slots__ = ("_endpoint_url", "_max_pool_connections", "_service")
+
+    def __init__(
+        self, service: str, endpoint_url: str | None = None, max_pool_connections: int | None = None
+    ) -> None:
+        self._service = service
+        self._endpoint_url = endpoint_url
+        self._max_pool_connections = max_pool_connections
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(client(self._service, self._endpoint_url, self._max_pool_connections), name)
 
 
 @cache
@@ -113,7 +146,7 @@ def store() -> DynamoStore:
     from engine.aws.s3 import S3BlobStore
 
     config = settings()
-    blobs = S3BlobStore(client("s3"), config.blob_bucket) if config.blob_bucket else None
+    blobs = S3BlobStore(LazyClient("s3"), config.blob_bucket) if config.blob_bucket else None  # type: ignore[arg-type]
     return DynamoStore(
         client("dynamodb"),
         config.table_name,
@@ -128,7 +161,7 @@ def broadcaster(endpoint: str) -> WebSocketBroadcaster:
     from engine.aws.broadcast import POST_WORKERS, WebSocketBroadcaster
 
     return WebSocketBroadcaster(
-        client("apigatewaymanagementapi", endpoint, POST_WORKERS),
+        LazyClient("apigatewaymanagementapi", endpoint, POST_WORKERS),
         store(),
         store(),
         on_result=report_publish,
@@ -159,7 +192,7 @@ def service() -> WorkflowService:
     return WorkflowService(
         graphs=store(),
         runs=store(),
-        queue=SqsStepQueue(client("sqs"), config.step_queue_url),
+        queue=SqsStepQueue(LazyClient("sqs"), config.step_queue_url),  # type: ignore[arg-type]
         registry=REGISTRY,
         sink=broadcaster(config.ws_endpoint) if config.ws_endpoint else None,
         isolated_runner=ForkRunner(function_memory_mb=config.function_memory_mb),
@@ -178,8 +211,9 @@ def publish_failed(run: Run, exc: Exception) -> None:
 
 
 def reset() -> None:
-    """Forget cached settings, clients, store and service (tests change the environment between cases)."""
+    """Forget cached settings, session, clients, store and service (tests change the environment between cases)."""
     settings.cache_clear()
+    session.cache_clear()
     client.cache_clear()
     store.cache_clear()
     service.cache_clear()

@@ -250,6 +250,55 @@ def test_commit_to_an_unknown_run_is_not_found(runs: RunStore) -> None:
         runs.commit("ghost", run.position, changes_for(run, records), records)
 
 
+# isolation: what a caller does to what it handed in or got back never reaches the stored run
+
+
+def _scribble(state: dict[str, Any]) -> None:
+    state["rows"].append("scribbled")
+    state["meta"]["owner"] = "scribbler"
+    state["top"] = "scribbled"
+
+
+def test_changing_the_created_run_afterwards_changes_nothing_stored(runs: RunStore) -> None:
+    run, records = new_run(state={"rows": [1], "meta": {"owner": "me"}, "top": "me"})
+    returned = runs.create_run(run, records)
+    _scribble(run.state)
+    _scribble(returned.state)
+    assert runs.get_run(run.run_id).state == {"rows": [1], "meta": {"owner": "me"}, "top": "me"}
+
+
+def test_changing_a_run_read_or_committed_changes_nothing_stored(runs: RunStore) -> None:
+    run = create(runs, state={"rows": [1], "meta": {"owner": "me"}, "top": "me", "other": {"k": [1]}})
+    read = runs.get_run(run.run_id)
+    _scribble(read.state)
+    read.state["other"]["k"].append(2)
+    updates = {"new": {"items": [1]}}
+    records = step_records(run)
+    committed = runs.commit(run.run_id, run.position, changes_for(run, records, updates), records)
+    updates["new"]["items"].append("after commit")
+    _scribble(committed.state)
+    for value in committed.state.values():
+        if isinstance(value, dict):
+            value["via_values"] = True
+    copied = dict(runs.get_run(run.run_id).state)
+    copied["other"]["k"].append(3)
+
+    expected = {"rows": [1], "meta": {"owner": "me"}, "top": "me", "other": {"k": [1]}, "new": {"items": [1]}}
+    assert runs.get_run(run.run_id).state == expected
+    again = step(runs, committed)
+    assert again.state == expected
+
+
+def test_two_readers_of_a_run_do_not_see_each_others_changes(runs: RunStore) -> None:
+    run = create(runs, state={"rows": [1], "meta": {"owner": "me"}, "top": "me"})
+    first = runs.get_run(run.run_id)
+    second = runs.get_run(run.run_id)
+    _scribble(first.state)
+    assert second.state == {"rows": [1], "meta": {"owner": "me"}, "top": "me"}
+    assert second.state["rows"] == [1]
+    assert first.state["rows"] == [1, "scribbled"]
+
+
 # logs
 
 

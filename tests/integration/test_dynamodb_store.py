@@ -240,6 +240,32 @@ def test_list_logs_is_one_read_and_one_query(store: DynamoStore, recording: Call
     assert recording.names["dynamodb"] == ["GetItem", "Query"]
 
 
+def test_a_log_page_reads_about_as_many_items_as_hold_its_records(aws: AwsEnv, store: DynamoStore) -> None:
+    read: list[int] = []
+
+    def count(parsed: dict[str, Any], **_: Any) -> None:
+        read.append(len(parsed.get("Items", [])))
+
+    run, records = new_run()
+    store.create_run(run, records)
+    for i in range(60):
+        run = step(store, run, count=5 if i % 10 == 9 else 3)
+    aws.dynamodb.meta.events.register("after-call.dynamodb.Query", count)
+
+    pages = {(-1, 100): 35, (89, 100): 46, (150, 20): 19}
+    for (after, limit), most in pages.items():
+        read.clear()
+        logs = store.list_logs(run.run_id, after=after, limit=limit)
+        assert [r.seq for r in logs] == list(range(after + 1, after + 1 + limit))
+        assert sum(read) <= most, (after, limit, read)
+        assert len(read) <= 2, (after, limit, read)
+
+    read.clear()
+    everything = store.list_logs(run.run_id)
+    assert [r.seq for r in everything] == list(range(run.next_seq))
+    assert sum(read) <= 62, read
+
+
 # items
 
 
