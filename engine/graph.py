@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engine.limits import MAX_NODES, MAX_STEPS_CEILING
+
 DEFAULT_MAX_STEPS = 100
 END = "__end__"
 """An edge target that ends the run, for branches that finish (as LangGraph's ``END``)."""
@@ -102,9 +104,9 @@ class Graph(BaseModel):
     name: str = Field(default="graph", min_length=1, max_length=200)
     description: str | None = None
     start_node: str = Field(min_length=1)
-    nodes: dict[str, Node] = Field(min_length=1)
+    nodes: dict[str, Node] = Field(min_length=1, max_length=MAX_NODES)
     edges: dict[str, Edge] = Field(default_factory=dict)
-    max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1, le=100_000)
+    max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1, le=MAX_STEPS_CEILING)
     timeout_seconds: float | None = Field(default=None, gt=0)
 
     @field_validator("nodes", mode="before")

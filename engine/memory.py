@@ -9,7 +9,7 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-from engine.errors import ConflictError, GraphNotFoundError, RunNotFoundError, StaleStepError
+from engine.errors import ConflictError, GraphNotFoundError, RunActiveError, RunNotFoundError, StaleStepError
 from engine.model import GraphRecord, LogRecord, Run, RunChanges, StepMessage
 
 _ATOMS = frozenset({str, int, float, bool, type(None)})
@@ -54,8 +54,15 @@ class InMemoryGraphStore:
         return versions[version]
 
     def list_graphs(self, limit: int = 100) -> list[GraphRecord]:
-        latest = [v[max(v)] for v in self._versions.values()]
+        latest = [v[max(v)] for v in self._versions.values() if v]
         return sorted(latest, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    def delete_graph(self, graph_id: str) -> int:
+        with self._lock:
+            versions = self._versions.pop(graph_id, None)
+        if not versions:
+            raise GraphNotFoundError(f"no graph {graph_id!r}", graph_id=graph_id)
+        return len(versions)
 
 
 class InMemoryRunStore:
@@ -129,6 +136,18 @@ class InMemoryRunStore:
             if run is not None and connection_id in run.subscribers:
                 remaining = [c for c in run.subscribers if c != connection_id]
                 self._runs[run_id] = run.model_copy(update={"subscribers": remaining})
+
+    def delete_run(self, run_id: str) -> None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
+            if not run.status.terminal:
+                raise RunActiveError(f"run {run_id} is {run.status}; cancel it first", run_id=run_id)
+            del self._runs[run_id]
+            self._logs.pop(run_id, None)
+            if run.idempotency_key and self._keys.get(run.idempotency_key) == run_id:
+                del self._keys[run.idempotency_key]
 
 
 def _detached(run: Run) -> Run:

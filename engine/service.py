@@ -1,4 +1,4 @@
-"""The use cases: create graphs, start runs, execute one step, read runs and logs, cancel.
+"""The use cases: create and delete graphs, start runs, execute one step, read runs and logs, cancel, delete.
 
 The service holds no AWS code. The handlers wire it to ``engine.aws`` adapters;
 tests, benchmarks and the in-process driver wire it to ``engine.memory``.
@@ -14,8 +14,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from engine.errors import BadRequestError, RunFinishedError, RunNotFoundError, StaleStepError
+from engine.errors import (
+    BadRequestError,
+    GraphNotFoundError,
+    RunActiveError,
+    RunFinishedError,
+    RunNotFoundError,
+    StaleStepError,
+)
 from engine.graph import Graph
+from engine.limits import check_state
 from engine.model import (
     GraphRecord,
     LogRecord,
@@ -115,6 +123,18 @@ class WorkflowService:
     def get_graph(self, graph_id: str, version: int | None = None) -> GraphRecord:
         return self.graphs.get_graph(graph_id, version)
 
+    def delete_graph(self, graph_id: str) -> int:
+        """Delete every version of a graph; return how many there were.
+
+        Runs that ended stay readable. A run still going fails at its next step
+        with ``GraphDeleted`` (see :meth:`run_step`).
+        """
+        self.get_graph(graph_id)
+        deleted = self.graphs.delete_graph(graph_id)
+        for key in [k for k in self._compiled if k[0] == graph_id]:
+            del self._compiled[key]
+        return deleted
+
     def list_graphs(self, limit: int = 100) -> list[GraphRecord]:
         return self.graphs.list_graphs(limit)
 
@@ -143,9 +163,12 @@ class WorkflowService:
         The first message is sent before the run is stored: if the process dies in
         between, the message finds no run and ends in the DLQ, and nothing is
         left half started. A repeated ``idempotency_key`` returns the first run.
+        Everything is checked before the message is sent, ``initial_state``
+        against :mod:`engine.limits` included: a start refused sends nothing.
         """
         if initial_state is not None and not isinstance(initial_state, dict):
             raise BadRequestError("initial_state must be a JSON object")
+        check_state(initial_state or {})
         if idempotency_key:
             existing = self.runs.find_run_by_idempotency_key(idempotency_key)
             if existing is not None:
@@ -182,6 +205,13 @@ class WorkflowService:
     def get_run(self, run_id: str) -> Run:
         return self.runs.get_run(run_id)
 
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run that ended, with its log; :class:`RunActiveError` if it has not."""
+        run = self.get_run(run_id)
+        if not run.status.terminal:
+            raise RunActiveError(f"run {run_id} is {run.status}; cancel it first", run_id=run_id)
+        self.runs.delete_run(run_id)
+
     def list_logs(self, run_id: str, after: int = -1, limit: int = 1000) -> list[LogRecord]:
         return self.runs.list_logs(run_id, after, limit)
 
@@ -215,7 +245,10 @@ class WorkflowService:
         now = self.clock()
         if run.not_before is not None and run.not_before > now:
             return StepResult(StepDisposition.DEFERRED, run, defer_seconds=run.not_before - now)
-        compiled = self.compiled(run.graph_id, run.graph_version)
+        try:
+            compiled = self.compiled(run.graph_id, run.graph_version)
+        except GraphNotFoundError:
+            return self._graph_gone(run)
         outcome = execute_step(compiled, run, self.registry, clock=self.clock, random=self.rng)
         try:
             committed = self.runs.commit(run.run_id, run.position, outcome.changes, outcome.records)
@@ -225,6 +258,19 @@ class WorkflowService:
         if send_next and outcome.next_message is not None:
             self.queue.send(outcome.next_message)
         return StepResult(StepDisposition.COMMITTED, committed, tuple(outcome.records), outcome.next_message)
+
+    def _graph_gone(self, run: Run) -> StepResult:
+        """Fail a run whose graph version was deleted; nothing would ever run its step."""
+        error = RunError(
+            type="GraphDeleted",
+            message=f"graph {run.graph_id!r} version {run.graph_version} was deleted",
+            node=run.current_node,
+        )
+        try:
+            failed = self._finish(run.run_id, RunStatus.FAILED, LogType.RUN_FAILED, error)
+        except RunFinishedError:
+            return StepResult(StepDisposition.FINISHED, self.runs.get_run(run.run_id))
+        return StepResult(StepDisposition.COMMITTED, failed)
 
     def run_inline(
         self,
