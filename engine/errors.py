@@ -45,6 +45,12 @@ class BadRequestError(EngineError):
     code = "bad_request"
 
 
+class TooDeepError(BadRequestError):
+    """JSON nested deeper than its limit (:mod:`engine.limits`)."""
+
+    code = "too_deep"
+
+
 class NotFoundError(EngineError):
     code = "not_found"
 

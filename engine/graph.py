@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.limits import MAX_NODES, MAX_STEPS_CEILING
+from engine.limits import MAX_NODES, MAX_STEPS_CEILING, NUMBER_HOOKS
 
 DEFAULT_MAX_STEPS = 100
 END = "__end__"
@@ -199,7 +199,7 @@ def loads_definition(text: str | bytes) -> Any:
     that names a node twice is turned into the list form, where
     :func:`duplicate_node_names` sees the repetition and validation reports it.
     """
-    data = json.loads(text, object_pairs_hook=_pairs_hook)
+    data = json.loads(text, object_pairs_hook=_pairs_hook, **NUMBER_HOOKS)
     nodes = data.get("nodes") if isinstance(data, dict) else None
     if isinstance(nodes, _RepeatedKeys):
         data["nodes"] = [{**(v if isinstance(v, dict) else {"tool": v}), "name": k} for k, v in nodes.pairs]

@@ -49,6 +49,31 @@ MAX_INT_DIGITS = 4300
 TRUNCATED = "…[truncated]"
 
 
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise BadRequestError(f"a JSON integer has {len(text)} digits; the limit is {MAX_INT_DIGITS}")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise BadRequestError(f"the JSON number {text[:40]} is too large for a double")
+    return value
+
+
+def _parse_constant(text: str) -> Any:
+    raise BadRequestError(f"{text} is not JSON")
+
+
+NUMBER_HOOKS: dict[str, Any] = {
+    "parse_int": _parse_int,
+    "parse_float": _parse_float,
+    "parse_constant": _parse_constant,
+}
+"""``json.loads`` keywords that refuse what JSON cannot carry: infinities, NaN, integers past :data:`MAX_INT_DIGITS`."""
+
+
 def json_depth(value: Any) -> int:
     """How deep arrays and objects nest in ``value`` (a scalar is 0); iterative, so any depth is safe."""
     deepest = 0

@@ -190,8 +190,9 @@ class DemoStarted(BaseModel):
 _ERROR_DESCRIPTIONS = {
     400: "Malformed JSON, an invalid graph (`details.problems` lists every problem) or an unusable value",
     404: "Unknown graph or run",
-    409: "Conflict: the run already ended, or the id is taken",
-    413: "Request body too large",
+    405: "The route has no such method (`Allow` lists those it has)",
+    409: "Conflict: the run already ended (or has not, to delete it), or the id is taken",
+    413: "Request body, state or answer too large (see docs/limits.md)",
     415: "The body is not sent as `application/json`",
     422: "Request failed validation (`details.errors`)",
 }

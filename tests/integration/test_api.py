@@ -51,6 +51,8 @@ SAMPLE_STATUSES = {
     "api_get_run": 404,
     "api_run_logs": 404,
     "api_cancel_run": 404,
+    "api_delete_graph": 404,
+    "api_delete_run": 404,
     "api_list_tools": 200,
     "api_openapi": 200,
     "api_docs": 200,

@@ -1,4 +1,4 @@
-"""``/graphs``: register graph definitions, add versions, read them and draw them.
+"""``/graphs``: register graph definitions, add versions, read them, draw them and delete them.
 
 The request body of ``POST /graphs`` and ``PUT /graphs/{graph_id}`` is the graph
 definition itself (see the ``Graph`` schema). It is read from the raw body with
@@ -138,3 +138,16 @@ def graph_diagram(
         body = Diagram(graph_id=record.graph_id, version=record.version, mermaid=mermaid)
         return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, body.model_dump())
     return Response(HTTPStatus.OK, "text/plain; charset=utf-8", mermaid)
+
+
+@router.delete(
+    "/graphs/<graph_id>",
+    summary="Delete a graph",
+    description="Deletes every version of the graph. Runs that ended stay readable; a run still going "
+    "fails at its next step with `GraphDeleted`.",
+    tags=["graphs"],
+    responses={204: {"description": "Deleted"}, **errors(404)},
+)
+def delete_graph(graph_id: GraphId) -> Response[None]:
+    wiring.service().delete_graph(graph_id)
+    return Response(status_code=HTTPStatus.NO_CONTENT, body=None)
