@@ -457,10 +457,10 @@ def test_openapi_document(api: Api) -> None:
     paths = doc["paths"]
     expected = {
         "/graphs": {"get", "post"},
-        "/graphs/{graph_id}": {"get", "put"},
+        "/graphs/{graph_id}": {"get", "put", "delete"},
         "/graphs/{graph_id}/diagram": {"get"},
         "/runs": {"post"},
-        "/runs/{run_id}": {"get"},
+        "/runs/{run_id}": {"get", "delete"},
         "/runs/{run_id}/logs": {"get"},
         "/runs/{run_id}/state/{key}": {"get"},
         "/runs/{run_id}/cancel": {"post"},
@@ -513,10 +513,15 @@ def test_index(api: Api) -> None:
 
 
 def test_unknown_route_is_404(api: Api) -> None:
-    for path, method in (("/nowhere", "GET"), ("/graphs", "DELETE"), ("/runs", "GET")):
+    for path, method in (("/nowhere", "GET"), ("/graphs/a/b/c", "GET")):
         reply = api("api_list_graphs", path=path, method=method)
         assert reply.status == 404
         assert reply.json() == {"code": "route_not_found", "message": f"no route for {method} {path}"}
+    for path, method, allowed in (("/graphs", "DELETE", "GET, POST"), ("/runs", "GET", "POST")):
+        reply = api("api_list_graphs", path=path, method=method)
+        assert reply.status == 405
+        assert reply.json()["code"] == "method_not_allowed"
+        assert reply.headers["Allow"] == allowed
 
 
 def test_unexpected_error_is_500_without_internals(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
