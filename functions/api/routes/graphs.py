@@ -146,7 +146,7 @@ def graph_diagram(
     description="Deletes every version of the graph. Runs that ended stay readable; a run still going "
     "fails at its next step with `GraphDeleted`.",
     tags=["graphs"],
-    responses={204: {"description": "Deleted"}, **errors(404)},
+    responses={204: {"description": "Deleted", "content": {}}, **errors(404)},
 )
 def delete_graph(graph_id: GraphId) -> Response[None]:
     wiring.service().delete_graph(graph_id)

@@ -231,7 +231,7 @@ def cancel_run(
     summary="Delete a run",
     description="Deletes a run that ended, with its log; 409 `run_active` while it is going (cancel it first).",
     tags=["runs"],
-    responses={204: {"description": "Deleted"}, **errors(404, 409)},
+    responses={204: {"description": "Deleted", "content": {}}, **errors(404, 409)},
 )
 def delete_run(run_id: RunId) -> Response[None]:
     bind_run(run_id)
