@@ -127,7 +127,8 @@ class WorkflowService:
         """Delete every version of a graph; return how many there were.
 
         Runs that ended stay readable. A run still going fails at its next step
-        with ``GraphDeleted`` (see :meth:`run_step`).
+        with ``GraphDeleted``, unless the service that runs the step compiled the
+        graph before the delete (:meth:`compiled` caches per process).
         """
         self.get_graph(graph_id)
         deleted = self.graphs.delete_graph(graph_id)
