@@ -104,7 +104,13 @@ def refuse_unreadable(event: dict[str, Any]) -> dict[str, Any] | None:
     media_type, *params = (p.strip().lower() for p in str(headers.get("content-type", "")).split(";"))
     charsets = [p.partition("=")[2].strip('"') for p in params if p.startswith("charset=")]
     readable = media_type in _READABLE_TYPES
-    if event.get("body") and (not readable or any(c not in ("utf-8", "utf8") for c in charsets)):
+    method = str((event.get("requestContext") or {}).get("http", {}).get("method", "")).upper()
+    takes_body = method in ("POST", "PUT", "PATCH")
+    if (
+        takes_body
+        and event.get("body")
+        and (not readable or any(c not in ("utf-8", "utf8") for c in charsets))
+    ):
         return errors.direct_error(415, "unsupported_media_type", "send the body as application/json (UTF-8)")
     return None
 

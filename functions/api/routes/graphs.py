@@ -62,7 +62,7 @@ def _created(record_summary: GraphSummary) -> Response[GraphSummary]:
     summary="Register a graph",
     description="Validates the definition and stores it as version 1. Nothing is stored if it is invalid.",
     tags=["graphs"],
-    responses={**ok(201, "Created: the new graph's id and version"), **errors(400, 409, 413)},
+    responses={**ok(201, "Created: the new graph's id and version"), **errors(400, 409, 413, 415)},
     openapi_extensions=GRAPH_BODY,
 )
 def create_graph(
@@ -81,7 +81,7 @@ def create_graph(
     summary="Add a version to a graph",
     description="Stores the definition as the graph's next version. Runs already started keep theirs.",
     tags=["graphs"],
-    responses={**ok(201, "Created: the graph's new version"), **errors(400, 404, 409, 413)},
+    responses={**ok(201, "Created: the graph's new version"), **errors(400, 404, 409, 413, 415)},
     openapi_extensions=GRAPH_BODY,
 )
 def add_graph_version(graph_id: GraphId) -> Response[GraphSummary]:

@@ -213,7 +213,7 @@ def run_logs(
     summary="Cancel a run",
     description="Moves the run to CANCELLED; 409 `run_finished` if it already ended.",
     tags=["runs"],
-    responses={**ok(200, "The cancelled run"), **errors(400, 404, 409, 415)},
+    responses={**ok(200, "The cancelled run"), **errors(400, 404, 409, 413, 415)},
 )
 def cancel_run(
     run_id: RunId,
