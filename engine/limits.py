@@ -9,6 +9,7 @@ happens when it is exceeded and where it is enforced. A check here raises
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from typing import Any
 
@@ -92,24 +93,19 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
 def text_depth(text: str) -> int:
-    """How deep arrays and objects nest in JSON ``text``, read without parsing it."""
+    """How deep arrays and objects nest in JSON ``text``, read without parsing it (strings are skipped)."""
     depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
+    for match in _JSON_TOKENS.finditer(text):
+        token = match.group()
+        if token in "[{":
             depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
+            if depth > deepest:
+                deepest = depth
+        elif token in "]}":
             depth -= 1
     return deepest
 
