@@ -103,8 +103,7 @@ def text_depth(text: str) -> int:
         token = match.group()
         if token in "[{":
             depth += 1
-            if depth > deepest:
-                deepest = depth
+            deepest = max(deepest, depth)
         elif token in "]}":
             depth -= 1
     return deepest
