@@ -16,8 +16,14 @@ Semantics that never raise:
   comparison false. ``==``/``!=`` compare by Python equality, so ``"2" == 2`` is
   false and ``"2" != 2`` is true.
 * ``in``/``not_in`` need a list (or string) ``value``; ``contains`` needs a
-  list, string or dict in the state; ``matches`` (``re.search``) needs a string
-  in the state. A state value of the wrong kind makes them false.
+  list, string or dict in the state; ``matches`` needs a string in the state. A
+  state value of the wrong kind makes them false.
+
+``matches`` searches with RE2 (``google-re2``), which runs in time linear in the
+input: no pattern can hang a step. RE2 has no backreferences or lookaround; a
+pattern it rejects, a pattern longer than :data:`engine.limits.MAX_PATTERN_LENGTH`
+or a condition nested deeper than :data:`engine.limits.MAX_CONDITION_DEPTH` is a
+problem :func:`check` reports, so the graph is refused when it is created.
 
 Every evaluation returns a :class:`Verdict` whose ``reason`` says why, which the
 run's log records with each edge decision.
@@ -25,10 +31,13 @@ run's log records with each edge decision.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import re2
+
+from engine.limits import MAX_CONDITION_DEPTH, MAX_PATTERN_LENGTH
 
 OPS = (
     "==",
@@ -77,6 +86,21 @@ def resolve(state: Any, path: str) -> Any:
         else:
             return _MISSING
     return current
+
+
+def compile_pattern(pattern: str) -> Any:
+    """The RE2 program of ``pattern``; ``ValueError`` with RE2's reason if it rejects it or it is too long."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise ValueError(f"the pattern is {len(pattern)} characters; the limit is {MAX_PATTERN_LENGTH}")
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(str(reason)) from None
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -158,7 +182,7 @@ def _evaluate_comparison(key: str, op: str, expected: Any, state: Any) -> Verdic
     if op == "matches":
         if not isinstance(actual, str):
             return Verdict(False, f"{shown} is not a string, cannot match a pattern", keys)
-        holds = re.search(str(expected), actual) is not None
+        holds = compile_pattern(str(expected)).search(actual) is not None
         return Verdict(holds, f"{shown} matches {_short(expected)} is {str(holds).lower()}", keys)
     raise AssertionError(op)
 
@@ -171,9 +195,11 @@ def normalise_op(op: Any) -> str | None:
     return op if op in OPS else None
 
 
-def check(condition: Any, where: str = "condition") -> list[str]:
+def check(condition: Any, where: str = "condition", depth: int = 1) -> list[str]:
     """Return every problem with a condition's shape; an empty list means it is well formed."""
     problems: list[str] = []
+    if depth > MAX_CONDITION_DEPTH:
+        return [f"{where} nests conditions more than {MAX_CONDITION_DEPTH} deep"]
     if not isinstance(condition, Mapping):
         return [f"{where} must be an object, got {type(condition).__name__}"]
     combinators = [name for name in ("all", "any", "not") if name in condition]
@@ -185,11 +211,11 @@ def check(condition: Any, where: str = "condition") -> list[str]:
         name = combinators[0]
         inner = condition[name]
         if name == "not":
-            return check(inner, f"{where}.not")
+            return check(inner, f"{where}.not", depth + 1)
         if not isinstance(inner, list) or not inner:
             return [f"{where}.{name} must be a non-empty list of conditions"]
         for i, sub in enumerate(inner):
-            problems.extend(check(sub, f"{where}.{name}[{i}]"))
+            problems.extend(check(sub, f"{where}.{name}[{i}]", depth + 1))
         return problems
     unknown = set(condition) - {"key", "op", "value"}
     if unknown:
@@ -211,9 +237,9 @@ def check(condition: Any, where: str = "condition") -> list[str]:
             problems.append(f"{where} with op 'matches' needs a regular expression string 'value'")
         else:
             try:
-                re.compile(value)
-            except re.error as exc:
-                problems.append(f"{where} has an invalid regular expression {value!r}: {exc}")
+                compile_pattern(value)
+            except ValueError as exc:
+                problems.append(f"{where} has an invalid regular expression {_short(value)} (RE2): {exc}")
     return problems
 
 
@@ -262,7 +288,7 @@ def compile_condition(condition: Mapping[str, Any]) -> Evaluator:
         raise ValueError(f"unknown operator {condition['op']!r}")
     expected = condition.get("value")
     if op == "matches":
-        pattern = re.compile(str(expected))
+        pattern = compile_pattern(str(expected))
 
         def matches(state: Any) -> Verdict:
             actual = resolve(state, key)

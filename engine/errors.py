@@ -51,6 +51,12 @@ class UnauthenticatedError(EngineError):
     code = "unauthenticated"
 
 
+class TooDeepError(BadRequestError):
+    """JSON nested deeper than its limit (:mod:`engine.limits`)."""
+
+    code = "too_deep"
+
+
 class NotFoundError(EngineError):
     code = "not_found"
 
@@ -93,8 +99,32 @@ class TooManySubscribersError(EngineError):
     code = "too_many_subscribers"
 
 
+class RunActiveError(ConflictError):
+    """The run has not ended, so it cannot be deleted."""
+
+    code = "run_active"
+
+
 class PayloadTooLargeError(EngineError):
     code = "payload_too_large"
+
+
+class StateTooLargeError(PayloadTooLargeError):
+    """A run's state would be larger than :data:`engine.limits.MAX_STATE_BYTES`."""
+
+    code = "state_too_large"
+
+
+class ResponseTooLargeError(PayloadTooLargeError):
+    """An answer would be larger than a Lambda response may be."""
+
+    code = "response_too_large"
+
+
+class ConditionError(EngineError):
+    """An edge condition raised while it was evaluated; the run fails naming the node and rule."""
+
+    code = "condition_failed"
 
 
 class ToolTimeoutError(EngineError):

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engine.limits import MAX_NODES, MAX_STEPS_CEILING, NUMBER_HOOKS
+
 DEFAULT_MAX_STEPS = 100
 END = "__end__"
 """An edge target that ends the run, for branches that finish (as LangGraph's ``END``)."""
@@ -102,9 +104,9 @@ class Graph(BaseModel):
     name: str = Field(default="graph", min_length=1, max_length=200)
     description: str | None = None
     start_node: str = Field(min_length=1)
-    nodes: dict[str, Node] = Field(min_length=1)
+    nodes: dict[str, Node] = Field(min_length=1, max_length=MAX_NODES)
     edges: dict[str, Edge] = Field(default_factory=dict)
-    max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1, le=100_000)
+    max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1, le=MAX_STEPS_CEILING)
     timeout_seconds: float | None = Field(default=None, gt=0)
 
     @field_validator("nodes", mode="before")
@@ -203,7 +205,7 @@ def loads_definition(text: str | bytes) -> Any:
     that names a node twice is turned into the list form, where
     :func:`duplicate_node_names` sees the repetition and validation reports it.
     """
-    data = json.loads(text, object_pairs_hook=_pairs_hook)
+    data = json.loads(text, object_pairs_hook=_pairs_hook, **NUMBER_HOOKS)
     nodes = data.get("nodes") if isinstance(data, dict) else None
     if isinstance(nodes, _RepeatedKeys):
         data["nodes"] = [{**(v if isinstance(v, dict) else {"tool": v}), "name": k} for k, v in nodes.pairs]

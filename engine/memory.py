@@ -11,6 +11,7 @@ from typing import Any
 from engine.errors import (
     ConflictError,
     GraphNotFoundError,
+    RunActiveError,
     RunNotFoundError,
     StaleStepError,
     TooManySubscribersError,
@@ -51,8 +52,15 @@ class InMemoryGraphStore:
         return versions[version]
 
     def list_graphs(self, owner: str, limit: int = 100) -> list[GraphRecord]:
-        latest = [v[max(v)] for v in self._versions.values() if v[max(v)].owner == owner]
+        latest = [v[max(v)] for v in self._versions.values() if v and v[max(v)].owner == owner]
         return sorted(latest, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    def delete_graph(self, graph_id: str) -> int:
+        with self._lock:
+            versions = self._versions.pop(graph_id, None)
+        if not versions:
+            raise GraphNotFoundError(f"no graph {graph_id!r}", graph_id=graph_id)
+        return len(versions)
 
 
 class InMemoryRunStore:
@@ -155,6 +163,19 @@ class InMemoryRunStore:
             if run is not None and connection_id in run.subscribers:
                 remaining = [c for c in run.subscribers if c != connection_id]
                 self._runs[run_id] = run.model_copy(update={"subscribers": remaining})
+
+    def delete_run(self, run_id: str) -> None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
+            if not run.status.terminal:
+                raise RunActiveError(f"run {run_id} is {run.status}; cancel it first", run_id=run_id)
+            del self._runs[run_id]
+            self._logs.pop(run_id, None)
+            key = (run.owner, run.idempotency_key) if run.idempotency_key else None
+            if key is not None and self._keys.get(key) == run_id:
+                del self._keys[key]
 
 
 def _detached(run: Run) -> Run:

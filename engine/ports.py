@@ -20,6 +20,12 @@ class GraphStore(Protocol):
     def list_graphs(self, owner: str, limit: int = 100) -> list[GraphRecord]:
         """The latest version of each graph of ``owner``, newest first."""
 
+    def delete_graph(self, graph_id: str) -> int:
+        """Delete every version of a graph and its listing entry; return how many versions there were.
+
+        :class:`GraphNotFoundError` if it has none.
+        """
+
 
 class RunStore(Protocol):
     def create_run(self, run: Run, records: list[LogRecord]) -> Run:
@@ -62,6 +68,13 @@ class RunStore(Protocol):
         """Subscribe a connection; the returned run's ``next_seq`` is where live records begin."""
 
     def remove_subscriber(self, run_id: str, connection_id: str) -> None: ...
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a terminal run, its log records and its idempotency key.
+
+        :class:`RunNotFoundError` if absent; :class:`RunActiveError` (nothing
+        deleted) if it has not ended.
+        """
 
 
 class ConnectionStore(Protocol):

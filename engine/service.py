@@ -1,4 +1,4 @@
-"""The use cases: create graphs, start runs, execute one step, read runs and logs, cancel.
+"""The use cases: create and delete graphs, start runs, execute one step, read runs and logs, cancel, delete.
 
 Ownership. Every use case a caller drives takes the caller's ``owner`` (the
 principal the API authenticated). Graphs and runs record their owner; reading,
@@ -30,11 +30,13 @@ from engine.errors import (
     BadRequestError,
     GraphNotFoundError,
     PayloadTooLargeError,
+    RunActiveError,
     RunFinishedError,
     RunNotFoundError,
     StaleStepError,
 )
 from engine.graph import Graph
+from engine.limits import check_state
 from engine.model import (
     DeliveryNote,
     DeliveryProblem,
@@ -193,6 +195,19 @@ class WorkflowService:
     def list_graphs(self, limit: int = 100, *, owner: str = LOCAL_OWNER) -> list[GraphRecord]:
         return self.graphs.list_graphs(owner, limit)
 
+    def delete_graph(self, graph_id: str, *, owner: str = LOCAL_OWNER) -> int:
+        """Delete every version of a graph; return how many there were.
+
+        Runs that ended stay readable. A run still going fails at its next step
+        with ``GraphDeleted``, unless the service that runs the step compiled the
+        graph before the delete (:meth:`compiled` caches per process).
+        """
+        self._owned_graph(graph_id, None, owner)
+        deleted = self.graphs.delete_graph(graph_id)
+        for key in [k for k in self._compiled if k[0] == graph_id]:
+            del self._compiled[key]
+        return deleted
+
     def compiled(self, graph_id: str, version: int) -> CompiledGraph:
         """The compiled graph of a version, cached: versions never change."""
         key = (graph_id, version)
@@ -222,9 +237,12 @@ class WorkflowService:
         left half started. With ``watchdog_at`` that message is an inline run's
         watchdog, due then. An ``idempotency_key`` ``owner`` used before returns
         that run; the same key from another owner starts a run of its own.
+        Everything is checked before the message is sent, ``initial_state``
+        against :mod:`engine.limits` included: a start refused sends nothing.
         """
         if initial_state is not None and not isinstance(initial_state, dict):
             raise BadRequestError("initial_state must be a JSON object")
+        check_state(initial_state or {})
         if idempotency_key:
             existing = self.runs.find_run_by_idempotency_key(owner, idempotency_key)
             if existing is not None:
@@ -267,6 +285,13 @@ class WorkflowService:
         if run.owner != owner:
             raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
         return run
+
+    def delete_run(self, run_id: str, *, owner: str = LOCAL_OWNER) -> None:
+        """Delete a run that ended, with its log; :class:`RunActiveError` if it has not."""
+        run = self.get_run(run_id, owner=owner)
+        if not run.status.terminal:
+            raise RunActiveError(f"run {run_id} is {run.status}; cancel it first", run_id=run_id)
+        self.runs.delete_run(run_id)
 
     def require_run_owner(self, run_id: str, owner: str) -> None:
         """:class:`RunNotFoundError` unless the run exists and ``owner`` started it (reads no state)."""
@@ -332,7 +357,10 @@ class WorkflowService:
         now = self.clock()
         if run.not_before is not None and run.not_before > now:
             return StepResult(StepDisposition.DEFERRED, run, defer_seconds=run.not_before - now)
-        compiled = self.compiled(run.graph_id, run.graph_version)
+        try:
+            compiled = self.compiled(run.graph_id, run.graph_version)
+        except GraphNotFoundError:
+            return self._graph_gone(run)
         tool_time: float | None = None
         if time_left is not None:
             node_name = run.current_node or compiled.graph.start_node
@@ -426,6 +454,19 @@ class WorkflowService:
                 continue
             return DeadLetterResult(DeadLetterDisposition.FAILED, failed, error)
         raise StaleStepError(f"run {message.run_id} kept moving; try again", run_id=message.run_id)
+
+    def _graph_gone(self, run: Run) -> StepResult:
+        """Fail a run whose graph version was deleted; nothing would ever run its step."""
+        error = RunError(
+            type="GraphDeleted",
+            message=f"graph {run.graph_id!r} version {run.graph_version} was deleted",
+            node=run.current_node,
+        )
+        try:
+            failed = self._finish(run.run_id, RunStatus.FAILED, LogType.RUN_FAILED, error)
+        except RunFinishedError:
+            return StepResult(StepDisposition.FINISHED, self.runs.get_run(run.run_id))
+        return StepResult(StepDisposition.COMMITTED, failed)
 
     def run_inline(
         self,

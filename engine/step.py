@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.conditions import Verdict, compile_condition
-from engine.errors import ToolTimeoutError
+from engine.errors import ConditionError, StateTooLargeError, ToolTimeoutError
 from engine.graph import END, Graph
+from engine.limits import MAX_STATE_DEPTH, json_depth, state_problem, truncate_data, truncate_message
 from engine.model import LogRecord, LogType, Run, RunChanges, RunError, RunStatus, StepMessage
 from engine.registry import ToolContext, ToolRegistry
 from engine.runner import IN_PROCESS, ToolRunner, invoke_tool
@@ -24,7 +25,6 @@ from engine.runner import IN_PROCESS, ToolRunner, invoke_tool
 __all__ = ["CompiledGraph", "StepOutcome", "execute_step", "invoke_tool", "json_problem"]
 
 Clock = Callable[[], float]
-MESSAGE_LIMIT = 500
 ERROR_MESSAGE_LIMIT = 2000
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
@@ -67,7 +67,15 @@ class _Log:
         self.clock = clock
         self.records: list[LogRecord] = []
 
-    def add(self, type_: LogType, message: str, *, node: str | None = None, **extra: Any) -> None:
+    def add(
+        self,
+        type_: LogType,
+        message: str,
+        *,
+        node: str | None = None,
+        data: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> None:
         self.records.append(
             LogRecord(
                 run_id=self.run.run_id,
@@ -76,7 +84,8 @@ class _Log:
                 type=type_,
                 step=self.run.step,
                 node=node,
-                message=message[:MESSAGE_LIMIT],
+                message=truncate_message(message),
+                data=truncate_data(data),
                 **extra,
             )
         )
@@ -99,7 +108,10 @@ class CompiledGraph:
                         self._conditions[(source, i)] = compile_condition(rule.when)
 
     def choose_edge(self, node: str, state: dict[str, Any]) -> tuple[str | None, str, list[str]]:
-        """Return ``(next node or None at an end, why, keys read)``; raise ``LookupError`` if no rule holds."""
+        """Return ``(next node or None at an end, why, keys read)``; raise ``LookupError`` if no rule holds.
+
+        A condition that raises while evaluated is :class:`ConditionError` naming the node and rule.
+        """
         edge = self.graph.edges.get(node)
         if edge is None:
             return None, f"{node} has no outgoing edges", []
@@ -112,7 +124,15 @@ class CompiledGraph:
             if rule.when is None:
                 why = "default" if not reasons else "default, as " + "; ".join(reasons)
                 return target, f"{node} -> {rule.to} ({why})", keys
-            verdict = self._conditions[(node, i)](state)
+            try:
+                verdict = self._conditions[(node, i)](state)
+            except Exception as exc:
+                raise ConditionError(
+                    f"the condition of rule {i} (to {rule.to!r}) from {node!r} failed: "
+                    f"{type(exc).__name__}: {str(exc)[:200]}",
+                    node=node,
+                    rule=i,
+                ) from exc
             keys.extend(k for k in verdict.keys if k not in keys)
             if verdict.holds:
                 return target, f"{node} -> {rule.to} ({verdict.reason})", keys
@@ -202,9 +222,20 @@ def execute_step(
             raise TypeError(
                 f"tool {node.tool!r} returned the keys {bad_keys!r}: state update keys must be strings"
             )
+        depth = json_depth(result)
+        if depth > MAX_STATE_DEPTH:
+            raise ValueError(
+                f"tool {node.tool!r} returned state nested {depth} levels deep; the limit is {MAX_STATE_DEPTH}"
+            )
         problem = json_problem(result)
         if problem is not None:
             raise TypeError(f"tool {node.tool!r} returned state that is not JSON: {problem}")
+        limit_problem = state_problem({**run.state, **result}, f"the state after {node_name!r}")
+        if limit_problem is not None:
+            message, size = limit_problem
+            if size:
+                raise StateTooLargeError(message, size=size)
+            raise ValueError(message)
     except Exception as exc:
         return _after_failure(compiled, run, log, node_name, exc, (time.perf_counter() - tick) * 1000, random)
     duration_ms = (time.perf_counter() - tick) * 1000
@@ -232,6 +263,14 @@ def _advance(
     now = log.clock()
     try:
         target, why, keys = compiled.choose_edge(node_name, state)
+    except ConditionError as exc:
+        return _fail(
+            run,
+            log,
+            now,
+            RunError(type="ConditionFailed", message=exc.message, node=node_name),
+            updates=updates,
+        )
     except LookupError as exc:
         reasons, keys = exc.args
         error = RunError(

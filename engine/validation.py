@@ -11,6 +11,7 @@ from engine import conditions
 from engine.errors import InvalidGraphError, Problem
 from engine.graph import END, Graph, Node, RetryPolicy, duplicate_node_names, repeated_edge_sources
 from engine.hints import did_you_mean, unknown_tool
+from engine.limits import MAX_GRAPH_DEPTH, MAX_RULES_PER_EDGE, json_depth
 from engine.registry import ToolRegistry
 
 _EDGE_NAME = "str"
@@ -119,6 +120,11 @@ def _parse(raw: Any) -> tuple[Graph | None, list[Problem]]:
     """The graph (``None`` if its fields do not fit the model) and the problems found on the way."""
     if isinstance(raw, Graph):
         return raw, []
+    depth = json_depth(raw)
+    if depth > MAX_GRAPH_DEPTH:
+        return None, [
+            Problem("graph", f"the definition nests {depth} levels deep; the limit is {MAX_GRAPH_DEPTH}")
+        ]
     problems = [
         Problem(f"nodes.{name}", "node name is used more than once") for name in duplicate_node_names(raw)
     ]
@@ -184,6 +190,11 @@ def find_problems(graph: Graph, registry: ToolRegistry) -> list[Problem]:
             problems.append(
                 Problem(f"edges.{source}", "has no rules; leave the node out of edges to end the run there")
             )
+        if len(edge) > MAX_RULES_PER_EDGE:
+            problems.append(
+                Problem(f"edges.{source}", f"has {len(edge)} rules; the limit is {MAX_RULES_PER_EDGE}")
+            )
+            continue
         default_at: int | None = None
         for i, rule in enumerate(edge):
             where = f"edges.{source}[{i}]"

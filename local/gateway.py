@@ -340,7 +340,7 @@ class Gateway:
             app.router.add_get(path, self._get_connection, allow_head=False)
             app.router.add_delete(path, self._delete_connection)
         app.router.add_get(self.ws_path, self._websocket_or_http, allow_head=False)
-        app.router.add_route("*", "/{tail:.*}", self._http)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._http)  # also paths with a %0A
         return app
 
     async def start(self) -> None:

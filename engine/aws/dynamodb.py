@@ -46,6 +46,13 @@ under the old ``GRAPHS`` and ``IDEM#{key}`` keys, which no owner reads.
   items from shortly before ``after`` up to ``next_seq``.
 * add/remove_subscriber: ``UpdateItem`` ``ADD``/``DELETE`` on the ``subs`` string set.
 * connections: ``PutItem`` (TTL a few hours), ``Query``, ``BatchWriteItem`` deletes.
+* delete_graph: ``Query`` of the graph's partition, ``BatchWriteItem`` deletes of
+  its versions, then ``DeleteItem`` of the listing entry.
+* delete_run: ``GetItem``, ``DeleteItem`` of the run conditional on a terminal
+  ``status``, then ``Query`` and ``BatchWriteItem`` deletes of its log items, then
+  ``DeleteItem`` of its idempotency item if it still names the run. A crash after
+  the run's delete leaves log items nobody can read until their TTL removes them.
+  State blobs are content-addressed and may be shared by runs: they stay.
 
 State. The ``state`` attribute is a map from each top-level state key to that
 value's JSON text (no Decimal conversion, no type serializer). A commit sets only
@@ -72,7 +79,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -105,6 +112,7 @@ from engine.errors import (
     ConflictError,
     GraphNotFoundError,
     PayloadTooLargeError,
+    RunActiveError,
     RunNotFoundError,
     StaleStepError,
     TooManySubscribersError,
@@ -269,6 +277,25 @@ class DynamoStore:
         )
         records = [self._graph(item) for item in items]
         return sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    def delete_graph(self, graph_id: str) -> int:
+        versions = list(
+            self._query(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :v)",
+                ExpressionAttributeValues={":pk": s(f"GRAPH#{graph_id}"), ":v": s("V#")},
+                ProjectionExpression="pk, sk, #owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ConsistentRead=True,
+            )
+        )
+        if not versions:
+            raise GraphNotFoundError(f"no graph {graph_id!r}", graph_id=graph_id)
+        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in versions]
+        listing = {"pk": s(_graphs_pk(text(versions[-1], "owner"))), "sk": s(f"G#{graph_id}")}
+        # The listing entry first: a crash in between leaves versions that a repeated delete finds.
+        self.client.delete_item(TableName=self.table, Key=listing)
+        self._delete_all(keys)
+        return len(keys)
 
     @staticmethod
     def _graph(item: Item) -> GraphRecord:
@@ -537,6 +564,68 @@ class DynamoStore:
         except ClientError as exc:
             if not is_condition_failure(exc):
                 raise
+
+    def delete_run(self, run_id: str) -> None:
+        item = self._get(_run_key(run_id), ("pk", "idem_key", "owner"))
+        if item is None:
+            raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
+        try:
+            self.client.delete_item(
+                TableName=self.table,
+                Key=_run_key(run_id),
+                ConditionExpression="attribute_exists(pk) AND NOT (#status IN (:pending, :running))",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":pending": s(_ACTIVE[0]), ":running": s(_ACTIVE[1])},
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            if self._get(_run_key(run_id), ("pk",)) is None:
+                raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id) from None
+            raise RunActiveError(f"run {run_id} has not ended; cancel it first", run_id=run_id) from None
+        with self._lock:
+            for position in [p for p in self._positions if p[0] == run_id]:
+                del self._positions[position]
+        self._delete_all(
+            {"pk": log["pk"], "sk": log["sk"]}
+            for log in self._query(
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": s(_run_pk(run_id))},
+                ProjectionExpression="pk, sk",
+                ConsistentRead=True,
+            )
+        )
+        key = text(item, "idem_key")
+        if key:
+            try:
+                self.client.delete_item(
+                    TableName=self.table,
+                    Key=_idem_key(text(item, "owner"), key),
+                    ConditionExpression="run_id = :run",
+                    ExpressionAttributeValues={":run": s(run_id)},
+                )
+            except ClientError as exc:
+                if not is_condition_failure(exc):
+                    raise
+
+    def _delete_all(self, keys: Iterable[Item]) -> None:
+        """``BatchWriteItem`` deletes of ``keys``, retrying unprocessed ones."""
+        batch: list[Item] = []
+        for key in [*keys, None]:
+            if key is not None:
+                batch.append(key)
+                if len(batch) < _BATCH:
+                    continue
+            if not batch:
+                break
+            requests: Any = {self.table: [{"DeleteRequest": {"Key": k}} for k in batch]}
+            for attempt in range(_BATCH_ATTEMPTS):
+                out = self.client.batch_write_item(RequestItems=requests)
+                requests = out.get("UnprocessedItems")
+                if not requests:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            batch = []
 
     # connections
 

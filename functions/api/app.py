@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from functools import cache
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
@@ -72,8 +73,49 @@ def enable_docs() -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if str(event.get("rawPath", "")).endswith(DOCS_PATH):
         enable_docs()
+    refused = refuse_unreadable(event)
+    if refused is not None:
+        return refused
     json_despite_form_type(event)
     return app.resolve(event, context)
+
+
+def refuse_unreadable(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer to a request that cannot be routed or read; ``None`` for any other.
+
+    The path is routed percent-decoded, segment by segment (an encoded ``/`` stays
+    encoded), so path parameters are checked and used as decoded: a path that is
+    not UTF-8 is a 400. A body labelled as anything but JSON (or a form, see
+    :func:`json_despite_form_type`), or in a charset other than UTF-8, is a 415.
+    """
+    raw_path = str(event.get("rawPath") or "/")
+    if "%" in raw_path:
+        segments = []
+        for segment in raw_path.split("/"):
+            try:
+                decoded = unquote(segment, errors="strict")
+            except UnicodeDecodeError:
+                return errors.direct_error(
+                    400, "bad_request", "the request path is not UTF-8 once percent-decoded"
+                )
+            segments.append(segment if "/" in decoded else decoded)
+        event["rawPath"] = "/".join(segments)
+    headers = event.get("headers") or {}
+    media_type, *params = (p.strip().lower() for p in str(headers.get("content-type", "")).split(";"))
+    charsets = [p.partition("=")[2].strip('"') for p in params if p.startswith("charset=")]
+    readable = media_type in _READABLE_TYPES
+    method = str((event.get("requestContext") or {}).get("http", {}).get("method", "")).upper()
+    takes_body = method in ("POST", "PUT", "PATCH")
+    if (
+        takes_body
+        and event.get("body")
+        and (not readable or any(c not in ("utf-8", "utf8") for c in charsets))
+    ):
+        return errors.direct_error(415, "unsupported_media_type", "send the body as application/json (UTF-8)")
+    return None
+
+
+_READABLE_TYPES = frozenset({"", content_types.APPLICATION_JSON, "application/x-www-form-urlencoded"})
 
 
 def json_despite_form_type(event: dict[str, Any]) -> None:

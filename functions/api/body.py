@@ -1,4 +1,9 @@
-"""Reading request bodies: size limit, base64, and graph definitions parsed without losing repeated names."""
+"""Reading request bodies: size and depth limits, base64, and graph definitions parsed without losing repeated names.
+
+Every JSON body goes through :func:`parse_json`: its nesting is measured on the
+text before it is parsed (so no depth can exhaust the stack), numbers JSON cannot
+carry are refused, and so are lone surrogates anywhere in it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,17 @@ import base64
 import binascii
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
-from engine.errors import BadRequestError, PayloadTooLargeError
+from engine.errors import BadRequestError, PayloadTooLargeError, TooDeepError
 from engine.graph import loads_definition
+from engine.limits import MAX_BODY_BYTES, MAX_BODY_DEPTH, NUMBER_HOOKS, has_lone_surrogate, text_depth
 from functions.api.errors import MalformedJsonError
 
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = MAX_BODY_BYTES
 
 
 def max_body_bytes() -> int:
@@ -28,10 +35,35 @@ def _check_size(size: int) -> None:
         raise PayloadTooLargeError(f"request body is {size} bytes; the limit is {limit}", limit=limit)
 
 
+def parse_json(text: str | bytes, loads: Callable[[str], Any] | None = None) -> Any:
+    """Parse a request body's JSON behind the depth limit, refusing huge numbers and lone surrogates."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedJsonError("request body is not UTF-8 text") from None
+    depth = text_depth(text)
+    if depth > MAX_BODY_DEPTH:
+        raise TooDeepError(
+            f"request body nests {depth} levels deep; the limit is {MAX_BODY_DEPTH}", limit=MAX_BODY_DEPTH
+        )
+    value = loads(text) if loads is not None else json.loads(text, **NUMBER_HOOKS)
+    if ("\\u" in text or "\\U" in text or has_lone_surrogate(text)) and has_lone_surrogate(
+        json.dumps(value, ensure_ascii=False)
+    ):
+        raise BadRequestError("request body holds a lone surrogate (an unpaired \\ud800-\\udfff escape)")
+    return value
+
+
 def loads_json(text: str) -> Any:
-    """``json.loads`` behind the size limit: the resolver's deserializer for validated bodies."""
-    _check_size(len(text.encode()))
-    return json.loads(text)
+    """:func:`parse_json` behind the size limit: the resolver's deserializer for validated bodies."""
+    _check_size(len(text.encode("utf-8", "surrogatepass")))
+    try:
+        return parse_json(text)
+    except ValueError as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            raise
+        raise MalformedJsonError(f"request body is not valid JSON: {exc}") from None
 
 
 def raw_body(event: APIGatewayProxyEventV2) -> bytes:
@@ -46,7 +78,7 @@ def raw_body(event: APIGatewayProxyEventV2) -> bytes:
         except binascii.Error:
             raise MalformedJsonError("request body is not valid base64") from None
     else:
-        data = body.encode()
+        data = body.encode("utf-8", "surrogatepass")
     _check_size(len(data))
     return data
 
@@ -62,6 +94,8 @@ def graph_definition(event: APIGatewayProxyEventV2) -> Any:
     if not data.strip():
         raise BadRequestError("the request body must be a graph definition (JSON)")
     try:
-        return loads_definition(data)
+        return parse_json(data, loads_definition)
     except ValueError as exc:
+        if isinstance(exc, BadRequestError):
+            raise
         raise MalformedJsonError(f"request body is not valid JSON: {exc}") from None

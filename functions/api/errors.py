@@ -8,6 +8,7 @@ with its traceback instead.
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -21,6 +22,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 
 from engine.errors import (
     BadRequestError,
+    ConditionError,
     ConflictError,
     EngineError,
     InvalidGraphError,
@@ -46,7 +48,18 @@ STATUS_BY_TYPE: dict[type[Exception], HTTPStatus] = {
     ConflictError: HTTPStatus.CONFLICT,
     PayloadTooLargeError: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     TooManySubscribersError: HTTPStatus.TOO_MANY_REQUESTS,
+    ConditionError: HTTPStatus.BAD_REQUEST,
 }
+
+
+def direct_error(status: int, code: str, message: str) -> dict[str, Any]:
+    """An error answer in the HTTP API's payload 2.0 shape, for requests turned away before routing."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": json.dumps({"code": code, "message": message}),
+        "isBase64Encoded": False,
+    }
 
 
 def status_for(exc: BaseException) -> HTTPStatus | None:
@@ -132,7 +145,21 @@ def register(app: APIGatewayHttpResolver) -> None:
 
     @app.not_found
     def route_not_found(exc: RouteNotFound) -> Response[dict[str, Any]]:
+        """404 ``route_not_found``; 405 ``method_not_allowed`` with ``Allow`` if the path has other methods."""
         event = app.current_event
+        path = event.path
+        allowed = sorted(
+            {route.method for route in (*app._static_routes, *app._dynamic_routes) if route.rule.match(path)}
+        )
+        if allowed:
+            response = error_response(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                f"{path} does not take {event.http_method}; it takes {', '.join(allowed)}",
+                {"allowed": allowed},
+            )
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
         return error_response(
             HTTPStatus.NOT_FOUND, "route_not_found", f"no route for {event.http_method} {event.path}"
         )

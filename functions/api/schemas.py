@@ -188,10 +188,12 @@ class DemoStarted(BaseModel):
 
 
 _ERROR_DESCRIPTIONS = {
-    400: "Malformed JSON, an invalid graph (`details.problems` lists every problem) or an unusable value",
+    400: "Malformed or too deeply nested JSON, an invalid graph (`details.problems` lists every problem), "
+    "an unusable value, or a path that is not UTF-8",
     404: "Unknown graph or run",
-    409: "Conflict: the run already ended, or the id is taken",
-    413: "Request body too large",
+    405: "The route has no such method (`Allow` lists those it has)",
+    409: "Conflict: the run already ended (or has not, to delete it), or the id is taken",
+    413: "Request body, state or answer too large (see docs/limits.md)",
     415: "The body is not sent as `application/json`",
     422: "Request failed validation (`details.errors`)",
 }
@@ -206,11 +208,11 @@ def ok(status: int, description: str, model: type[BaseModel] | None = None) -> d
 
 
 def errors(*statuses: int) -> dict[int, OpenAPIResponse]:
-    """OpenAPI error responses of a route; 422 and 500 are always listed (every route can answer them)."""
+    """OpenAPI error responses of a route; 400 (a path that is not UTF-8), 422 and 500 are always listed."""
     content: dict[str, Any] = {"application/json": {"model": ErrorBody}}
     out: dict[int, OpenAPIResponse] = {
         status: {"description": _ERROR_DESCRIPTIONS[status], "content": content}
-        for status in (*statuses, 422)
+        for status in sorted({*statuses, 400, 422})
     }
     out[500] = {"description": "Unexpected error (`internal_error`)", "content": content}
     return out

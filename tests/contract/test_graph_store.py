@@ -92,3 +92,37 @@ def test_each_owner_lists_only_its_graphs(graphs: GraphStore) -> None:
     assert [r.graph_id for r in graphs.list_graphs(OTHER_OWNER)] == ["theirs"]
     assert graphs.get_graph("theirs").owner == OTHER_OWNER
     assert graphs.get_graph("nobodys").owner is None
+
+
+def test_delete_removes_every_version_and_the_listing_entry(graphs: GraphStore) -> None:
+    graphs.put_graph(record("g1", 1, 100.0))
+    graphs.put_graph(record("g1", 2, 200.0))
+    other = record("g2", 1, 150.0)
+    graphs.put_graph(other)
+
+    assert graphs.delete_graph("g1") == 2
+
+    for version in (None, 1, 2):
+        with pytest.raises(GraphNotFoundError):
+            graphs.get_graph("g1", version)
+    assert graphs.list_graphs(OWNER) == [other]
+    assert graphs.get_graph("g2") == other
+
+
+def test_deleting_an_unknown_graph_is_not_found(graphs: GraphStore) -> None:
+    with pytest.raises(GraphNotFoundError):
+        graphs.delete_graph("nope")
+    graphs.put_graph(record("g1", 1, 100.0))
+    graphs.delete_graph("g1")
+    with pytest.raises(GraphNotFoundError):
+        graphs.delete_graph("g1")
+
+
+def test_a_deleted_graph_id_can_be_used_again_from_version_1(graphs: GraphStore) -> None:
+    graphs.put_graph(record("g1", 1, 100.0))
+    graphs.put_graph(record("g1", 2, 200.0))
+    graphs.delete_graph("g1")
+    again = record("g1", 1, 300.0, name="again")
+    graphs.put_graph(again)
+    assert graphs.get_graph("g1") == again
+    assert graphs.list_graphs(OWNER) == [again]

@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from engine.errors import ConflictError, RunNotFoundError, StaleStepError, TooManySubscribersError
+from engine.errors import (
+    ConflictError,
+    RunActiveError,
+    RunNotFoundError,
+    StaleStepError,
+    TooManySubscribersError,
+)
 from engine.model import DeliveryNote, DeliveryProblem, LogRecord, LogType, Run, RunError, RunStatus
 from engine.ports import RunStore
 from tests.contract.conftest import CAP
@@ -468,3 +474,41 @@ def test_a_finished_run_takes_no_delivery_note(runs: RunStore) -> None:
 
     assert runs.note_delivery(run.run_id, _note(finished.position, DeliveryProblem.FAILED)) is False
     assert runs.get_run(run.run_id).delivery is None
+
+
+# deleting
+
+
+def test_delete_a_finished_run_with_its_log_and_idempotency_key(runs: RunStore) -> None:
+    run, records = new_run("run-1", {"i": 1}, idempotency_key="key-1")
+    runs.create_run(run, records)
+    running = step(runs, runs.get_run("run-1"), {"i": 2}, count=40)
+    step(runs, running, status=RunStatus.SUCCEEDED)
+    keep = create(runs, "run-2", {"other": True})
+
+    runs.delete_run("run-1")
+
+    with pytest.raises(RunNotFoundError):
+        runs.get_run("run-1")
+    with pytest.raises(RunNotFoundError):
+        runs.list_logs("run-1")
+    assert runs.find_run_by_idempotency_key(OWNER, "key-1") is None
+    assert runs.get_run("run-2") == keep
+    reused, records = new_run("run-3", idempotency_key="key-1")
+    assert runs.create_run(reused, records).run_id == "run-3"
+
+
+def test_a_running_run_is_not_deleted(runs: RunStore) -> None:
+    run = create(runs)
+    with pytest.raises(RunActiveError):
+        runs.delete_run(run.run_id)
+    running = step(runs, runs.get_run(run.run_id))
+    with pytest.raises(RunActiveError):
+        runs.delete_run(run.run_id)
+    assert runs.get_run(run.run_id) == running
+    assert seqs(runs.list_logs(run.run_id)) == list(range(running.next_seq))
+
+
+def test_deleting_an_unknown_run_is_not_found(runs: RunStore) -> None:
+    with pytest.raises(RunNotFoundError):
+        runs.delete_run("nope")

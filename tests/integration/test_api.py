@@ -52,6 +52,8 @@ SAMPLE_STATUSES = {
     "api_get_run": 404,
     "api_run_logs": 404,
     "api_cancel_run": 404,
+    "api_delete_graph": 404,
+    "api_delete_run": 404,
     "api_list_tools": 200,
     "api_openapi": 200,
     "api_docs": 200,
@@ -459,10 +461,10 @@ def test_openapi_document(api: Api) -> None:
     paths = doc["paths"]
     expected = {
         "/graphs": {"get", "post"},
-        "/graphs/{graph_id}": {"get", "put"},
+        "/graphs/{graph_id}": {"get", "put", "delete"},
         "/graphs/{graph_id}/diagram": {"get"},
         "/runs": {"post"},
-        "/runs/{run_id}": {"get"},
+        "/runs/{run_id}": {"get", "delete"},
         "/runs/{run_id}/logs": {"get"},
         "/runs/{run_id}/state/{key}": {"get"},
         "/runs/{run_id}/cancel": {"post"},
@@ -515,10 +517,15 @@ def test_index(api: Api) -> None:
 
 
 def test_unknown_route_is_404(api: Api) -> None:
-    for path, method in (("/nowhere", "GET"), ("/graphs", "DELETE"), ("/runs", "GET")):
+    for path, method in (("/nowhere", "GET"), ("/graphs/a/b/c", "GET")):
         reply = api("api_list_graphs", path=path, method=method)
         assert reply.status == 404
         assert reply.json() == {"code": "route_not_found", "message": f"no route for {method} {path}"}
+    for path, method, allowed in (("/graphs", "DELETE", "GET, POST"), ("/runs", "GET", "POST")):
+        reply = api("api_list_graphs", path=path, method=method)
+        assert reply.status == 405
+        assert reply.json()["code"] == "method_not_allowed"
+        assert reply.headers["Allow"] == allowed
 
 
 def test_unexpected_error_is_500_without_internals(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

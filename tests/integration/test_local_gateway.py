@@ -212,3 +212,9 @@ def test_a_message_without_a_matching_route_or_default_is_forbidden(handlers: Ha
 )
 def test_route_selection_follows_the_action_field(body: str, expected: str) -> None:
     assert select_route(body, DEFAULT_WS_ROUTES) == expected
+
+
+def test_a_path_with_an_encoded_newline_reaches_the_handler(gateway: Gateway) -> None:
+    response = httpx.post(f"{gateway.url}/items/a%0Ab", json={})
+    assert response.status_code == 201
+    assert response.json()["rawPath"] == "/items/a%0Ab"

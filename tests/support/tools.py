@@ -32,6 +32,19 @@ def big(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     return {"blob": "x" * int(state["size"])}
 
 
+@tool("test.deep", description="Write a list nested state['depth'] levels deep")
+def deep(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    value: Any = 0
+    for _ in range(int(state["depth"])):
+        value = [value]
+    return {"deep": value}
+
+
+@tool("test.keys", description="Write state['count'] top-level keys")
+def keys(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    return {f"k{i}": i for i in range(int(state["count"]))}
+
+
 @tool("test.noop", description="Change nothing")
 def noop(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     return {}

@@ -1,4 +1,4 @@
-"""``/graphs``: register graph definitions, add versions, read them and draw them.
+"""``/graphs``: register graph definitions, add versions, read them, draw them and delete them.
 
 The request body of ``POST /graphs`` and ``PUT /graphs/{graph_id}`` is the graph
 definition itself (see the ``Graph`` schema). It is read from the raw body with
@@ -63,7 +63,7 @@ def _created(record_summary: GraphSummary) -> Response[GraphSummary]:
     summary="Register a graph",
     description="Validates the definition and stores it as version 1. Nothing is stored if it is invalid.",
     tags=["graphs"],
-    responses={**ok(201, "Created: the new graph's id and version"), **errors(400, 409, 413)},
+    responses={**ok(201, "Created: the new graph's id and version"), **errors(400, 409, 413, 415)},
     openapi_extensions=GRAPH_BODY,
 )
 def create_graph(
@@ -82,7 +82,7 @@ def create_graph(
     summary="Add a version to a graph",
     description="Stores the definition as the graph's next version. Runs already started keep theirs.",
     tags=["graphs"],
-    responses={**ok(201, "Created: the graph's new version"), **errors(400, 404, 409, 413)},
+    responses={**ok(201, "Created: the graph's new version"), **errors(400, 404, 409, 413, 415)},
     openapi_extensions=GRAPH_BODY,
 )
 def add_graph_version(graph_id: GraphId) -> Response[GraphSummary]:
@@ -141,3 +141,16 @@ def graph_diagram(
         body = Diagram(graph_id=record.graph_id, version=record.version, mermaid=mermaid)
         return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, body.model_dump())
     return Response(HTTPStatus.OK, "text/plain; charset=utf-8", mermaid)
+
+
+@router.delete(
+    "/graphs/<graph_id>",
+    summary="Delete a graph",
+    description="Deletes every version of the graph. Runs that ended stay readable; a run still going "
+    "fails at its next step with `GraphDeleted`.",
+    tags=["graphs"],
+    responses={204: {"description": "Deleted", "content": {}}, **errors(404)},
+)
+def delete_graph(graph_id: GraphId) -> Response[None]:
+    wiring.service().delete_graph(graph_id, owner=owner(router))
+    return Response(status_code=HTTPStatus.NO_CONTENT, body=None)

@@ -50,7 +50,7 @@ RunId = Annotated[str, Path(min_length=1, max_length=128)]
     description="Same as `POST /graphs`; answers `{graph_id, version}` with 200.",
     tags=["legacy"],
     deprecated=True,
-    responses={**ok(200, "The new graph's id"), **errors(400, 413)},
+    responses={**ok(200, "The new graph's id"), **errors(400, 413, 415)},
     openapi_extensions=GRAPH_BODY,
 )
 def create_graph() -> LegacyCreated:

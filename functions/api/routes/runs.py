@@ -1,7 +1,8 @@
-"""``/runs``: start runs (queued, or executed in the request with ``wait``), read them, their logs, cancel."""
+"""``/runs``: start runs (queued, or executed in the request with ``wait``), read them, their logs, cancel, delete."""
 
 from __future__ import annotations
 
+import json
 import os
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -11,7 +12,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
 
-from engine.errors import StateKeyNotFoundError
+from engine import limits
+from engine.errors import ResponseTooLargeError, StateKeyNotFoundError
 from engine.model import Run
 from functions.api.caller import owner
 from functions.api.schemas import (
@@ -78,6 +80,19 @@ def run_inline(
     return run
 
 
+def response_size(body: str) -> int:
+    """Bytes ``body`` takes in a Lambda response, where it travels as a JSON string."""
+    return len(json.dumps(body))
+
+
+def finished_view(run: Run) -> dict[str, Any]:
+    """The run as ``wait`` answers it; without its state if that would not fit one response."""
+    view = RunView.of(run)
+    if response_size(view.model_dump_json()) > limits.MAX_RESPONSE_BYTES:
+        view = RunView.of(run, include_state=False)
+    return view.model_dump(mode="json")
+
+
 def accepted(run: Run) -> Response[RunAccepted]:
     body = RunAccepted(
         run_id=run.run_id, status=run.status, graph_id=run.graph_id, graph_version=run.graph_version
@@ -109,7 +124,7 @@ def start_run(request: Annotated[RunRequest, Body()]) -> Response[Any]:
             return Response(
                 status_code=HTTPStatus.OK,
                 content_type=content_types.APPLICATION_JSON,
-                body=RunView.of(run).model_dump(mode="json"),
+                body=finished_view(run),
                 headers={"Location": f"/runs/{run.run_id}"},
             )
         return accepted(run)
@@ -129,16 +144,29 @@ def start_run(request: Annotated[RunRequest, Body()]) -> Response[Any]:
 @router.get(
     "/runs/<run_id>",
     summary="Get a run",
-    description="Status, current node, step, state, error and timestamps.",
+    description="Status, current node, step, state, error and timestamps. A run whose answer would not "
+    "fit one Lambda response (6 MB) is a 413 `response_too_large`: read it with `include_state=false` "
+    "and its state key by key.",
     tags=["runs"],
-    responses={**ok(200, "The run"), **errors(404)},
+    responses={**ok(200, "The run", RunView), **errors(404, 413)},
 )
 def get_run(
     run_id: RunId,
     include_state: Annotated[bool, Query(description="Leave the state out with `false`.")] = True,
-) -> RunView:
+) -> Response[str]:
     bind_run(run_id)
-    return RunView.of(wiring.service().get_run(run_id, owner=owner(router)), include_state=include_state)
+    body = RunView.of(
+        wiring.service().get_run(run_id, owner=owner(router)), include_state=include_state
+    ).model_dump_json()
+    size = response_size(body)
+    if size > limits.MAX_RESPONSE_BYTES:
+        raise ResponseTooLargeError(
+            f"run {run_id} is {size} bytes as JSON, more than one response holds ({limits.MAX_RESPONSE_BYTES}); "
+            f"read it with ?include_state=false and its state with GET /runs/{run_id}/state/{{key}}",
+            size=size,
+            limit=limits.MAX_RESPONSE_BYTES,
+        )
+    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, body)
 
 
 @router.get(
@@ -147,14 +175,22 @@ def get_run(
     description="The value of one top-level state key, as JSON: for states too large for one response "
     "(Lambda answers at most 6 MB), read them key by key.",
     tags=["runs"],
-    responses={**ok(200, "The value"), **errors(404)},
+    responses={**ok(200, "The value"), **errors(404, 413)},
 )
-def get_state_value(run_id: RunId, key: Annotated[str, Path(min_length=1, max_length=256)]) -> Any:
+def get_state_value(run_id: RunId, key: Annotated[str, Path(min_length=1, max_length=256)]) -> Response[Any]:
     bind_run(run_id)
     state = wiring.service().get_run(run_id, owner=owner(router)).state
     if key not in state:
         raise StateKeyNotFoundError(f"run {run_id!r} has no state key {key!r}", run_id=run_id, key=key)
-    return state[key]
+    body = json.dumps(state[key], ensure_ascii=False, separators=(",", ":"))
+    size = response_size(body)
+    if size > limits.MAX_RESPONSE_BYTES:
+        raise ResponseTooLargeError(
+            f"state key {key!r} is {size} bytes as JSON, more than one response holds ({limits.MAX_RESPONSE_BYTES})",
+            size=size,
+            limit=limits.MAX_RESPONSE_BYTES,
+        )
+    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, body)
 
 
 @router.get(
@@ -179,7 +215,7 @@ def run_logs(
     summary="Cancel a run",
     description="Moves the run to CANCELLED; 409 `run_finished` if it already ended.",
     tags=["runs"],
-    responses={**ok(200, "The cancelled run"), **errors(400, 404, 409, 415)},
+    responses={**ok(200, "The cancelled run"), **errors(400, 404, 409, 413, 415)},
 )
 def cancel_run(
     run_id: RunId,
@@ -190,3 +226,17 @@ def cancel_run(
     run = wiring.service().cancel(run_id, reason, owner=owner(router))
     logger.info("run cancelled", extra={"reason": reason})
     return RunView.of(run)
+
+
+@router.delete(
+    "/runs/<run_id>",
+    summary="Delete a run",
+    description="Deletes a run that ended, with its log; 409 `run_active` while it is going (cancel it first).",
+    tags=["runs"],
+    responses={204: {"description": "Deleted", "content": {}}, **errors(404, 409)},
+)
+def delete_run(run_id: RunId) -> Response[None]:
+    bind_run(run_id)
+    wiring.service().delete_run(run_id, owner=owner(router))
+    logger.info("run deleted")
+    return Response(status_code=HTTPStatus.NO_CONTENT, body=None)
