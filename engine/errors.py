@@ -143,3 +143,9 @@ class ToolMemoryExhausted(EngineError):
     """A tool ran out of the memory its isolated process may use."""
 
     code = "tool_memory_exhausted"
+
+
+class QueueUnavailableError(EngineError):
+    """The step queue refused or did not answer a send: nothing was started, and the call may be repeated."""
+
+    code = "queue_unavailable"

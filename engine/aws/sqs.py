@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from engine.errors import QueueUnavailableError
 from engine.model import StepMessage
 
 if TYPE_CHECKING:
@@ -18,6 +21,7 @@ class SqsStepQueue:
     drops a re-sent step within its deduplication window. FIFO queues reject a
     per-message ``DelaySeconds``: a retry's ``not_before`` travels in the body and
     the consumer defers the message itself. A standard queue gets neither id.
+    A send that SQS refuses or does not answer is :class:`QueueUnavailableError`.
     """
 
     def __init__(self, client: SQSClient, queue_url: str) -> None:
@@ -27,12 +31,18 @@ class SqsStepQueue:
 
     def send(self, message: StepMessage) -> None:
         body = message.model_dump_json(exclude_none=True)
-        if self.fifo:
-            self.client.send_message(
-                QueueUrl=self.queue_url,
-                MessageBody=body,
-                MessageGroupId=message.group,
-                MessageDeduplicationId=message.dedup_id,
-            )
-        else:
-            self.client.send_message(QueueUrl=self.queue_url, MessageBody=body)
+        try:
+            if self.fifo:
+                self.client.send_message(
+                    QueueUrl=self.queue_url,
+                    MessageBody=body,
+                    MessageGroupId=message.group,
+                    MessageDeduplicationId=message.dedup_id,
+                )
+            else:
+                self.client.send_message(QueueUrl=self.queue_url, MessageBody=body)
+        except (ClientError, BotoCoreError) as exc:
+            raise QueueUnavailableError(
+                "the step queue did not take the message; nothing was started: try again",
+                reason=type(exc).__name__,
+            ) from exc

@@ -28,6 +28,7 @@ from engine.errors import (
     InvalidGraphError,
     NotFoundError,
     PayloadTooLargeError,
+    QueueUnavailableError,
     TooManySubscribersError,
     UnauthenticatedError,
 )
@@ -49,6 +50,7 @@ STATUS_BY_TYPE: dict[type[Exception], HTTPStatus] = {
     PayloadTooLargeError: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     TooManySubscribersError: HTTPStatus.TOO_MANY_REQUESTS,
     ConditionError: HTTPStatus.BAD_REQUEST,
+    QueueUnavailableError: HTTPStatus.SERVICE_UNAVAILABLE,
 }
 
 

@@ -103,7 +103,6 @@ def session() -> Any:
     return boto3.session.Session()
 
 
-@cache
 def client(service: str, endpoint_url: str | None = None, max_pool_connections: int | None = None) -> Any:
     """One boto3 client per service (and endpoint) per execution environment.
 
@@ -111,6 +110,12 @@ def client(service: str, endpoint_url: str | None = None, max_pool_connections: 
     client that several threads share. Made under a lock: a boto3 session is not
     safe for threads that create clients at once.
     """
+    return _client(service, endpoint_url, max_pool_connections)
+
+
+@cache
+def _client(service: str, endpoint_url: str | None, max_pool_connections: int | None) -> Any:
+    """:func:`client`, cached on all three arguments however they were passed."""
     from botocore.config import Config
 
     config = Config(max_pool_connections=max_pool_connections) if max_pool_connections else None
@@ -214,6 +219,6 @@ def reset() -> None:
     """Forget cached settings, session, clients, store and service (tests change the environment between cases)."""
     settings.cache_clear()
     session.cache_clear()
-    client.cache_clear()
+    _client.cache_clear()
     store.cache_clear()
     service.cache_clear()

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from local.stack import LocalStack
-from tests.e2e.conftest import tool_modules, wait_for_run
+from tests.e2e.conftest import signer, tool_modules, wait_for_run
 from tests.support.tools import loop_graph
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ def stack() -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="module")
 def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.http_url, timeout=30.0) as client:
+    with httpx.Client(base_url=stack.http_url, timeout=30.0, auth=signer(stack).http_auth()) as client:
         yield client
 
 

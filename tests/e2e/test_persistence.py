@@ -19,8 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+from botocore.credentials import Credentials
 
 from local import snapshot
+from local.signing import SigV4Signer
 from local.state_file import ROOT
 from tests.e2e.conftest import run_logs, wait_for_run
 
@@ -88,7 +90,9 @@ def dev_stack(data_dir: Path, *args: str, stop_signal: int = signal.SIGINT) -> I
                     pytest.fail(f"the stack did not start: {log_path.read_text()[-3000:]}")
                 time.sleep(0.1)
             info = json.loads(state.read_text())
-            with httpx.Client(base_url=info["http_url"], timeout=30.0) as client:
+            key = info["credential"]
+            auth = SigV4Signer(Credentials(key["access_key"], key["secret_key"])).http_auth()
+            with httpx.Client(base_url=info["http_url"], timeout=30.0, auth=auth) as client:
                 yield client
         finally:
             if process.poll() is None:

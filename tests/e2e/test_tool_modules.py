@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from local.stack import LocalStack
-from tests.e2e.conftest import wait_for_run
+from tests.e2e.conftest import signer, wait_for_run
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,7 @@ def stack_with(environment: dict[str, str]) -> Iterator[httpx.Client]:
             environment=environment,
             log_level="WARNING",
         ) as stack,
-        httpx.Client(base_url=stack.http_url, timeout=30.0) as api,
+        httpx.Client(base_url=stack.http_url, timeout=30.0, auth=signer(stack).http_auth()) as api,
     ):
         yield api
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from engine.errors import GraphNotFoundError
 from engine.model import RunStatus, StepMessage
@@ -318,6 +319,35 @@ def test_wait_runs_to_the_end_in_the_request(api: Api) -> None:
     stored = api("api_get_run", path=f"/runs/{run['run_id']}")
     assert stored.json()["status"] == "SUCCEEDED"
     assert stored.json()["state"] == {"i": 3}
+
+
+def test_a_start_the_queue_refuses_is_503_stores_nothing_and_can_be_repeated(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph_id = api.create_graph(LOOP_GRAPH)
+    sqs = wiring.client("sqs")
+    original = sqs.send_message
+    refusals = [
+        ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "SendMessage")
+    ]
+
+    def send_message(**params: Any) -> Any:
+        if refusals:
+            raise refusals.pop()
+        return original(**params)
+
+    monkeypatch.setattr(sqs, "send_message", send_message)
+    body = {"graph_id": graph_id, "initial_state": {"i": 0}, "wait": True, "idempotency_key": "once"}
+    refused = api("api_start_run_wait", body=body)
+    assert refused.status == 503
+    assert refused.json()["code"] == "queue_unavailable"
+    assert "slow down" not in refused.text
+    assert wiring.service().runs.find_run_by_idempotency_key(CALLER, "once") is None
+    assert api.drain_queue() == []
+
+    again = api("api_start_run_wait", body=body)
+    assert again.status == 200
+    assert again.json()["status"] == "SUCCEEDED"
 
 
 def test_wait_runs_the_sample_dq_graph(api: Api) -> None:

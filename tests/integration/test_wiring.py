@@ -10,11 +10,11 @@ from tests.support.tools import LOOP_GRAPH
 def test_reading_a_run_makes_only_the_dynamodb_client(aws: AwsEnv) -> None:
     service = wiring.service()
     graph_id = service.create_graph(LOOP_GRAPH).graph_id
-    assert wiring.client.cache_info().currsize == 1
+    assert wiring._client.cache_info().currsize == 1
 
     run = service.start_run(graph_id, {"i": 0})
     assert service.get_run(run.run_id).run_id == run.run_id
-    assert wiring.client.cache_info().currsize == 2, "starting a run sends its first step"
+    assert wiring._client.cache_info().currsize == 2, "starting a run sends its first step"
     assert wiring.session.cache_info().misses == 1
 
 

@@ -3,7 +3,8 @@
 The graph and the run the events name (``GRAPH_ID``, ``RUN_ID``) are stored on moto first,
 the run at its first step, so that every event meets what it refers to. The cases run in
 the order of :data:`CASES`: the step event advances the seeded run before it is read, the
-DLQ event fails it, and the cancel event then finds it finished.
+DLQ event fails it, the cancel event then finds it finished, and the delete events remove it
+and its graph.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from engine.registry import REGISTRY, load_tool_modules
 from engine.service import WorkflowService
 from tests.sam_local.conftest import ROOT, Moto, sam_command, sam_env
 from tests.sam_local.invoking import body, invoke, text
-from tests.support.events import EVENTS, load_event
+from tests.support.events import CALLER, EVENTS, load_event
 
 GRAPH_ID = "7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f"
 RUN_ID = "0f5a2f3c9b8e4d7a8c1e2b3a4d5e6f70"
@@ -46,9 +47,9 @@ def seeded(moto: Moto) -> Iterator[DynamoStore]:
         registry=REGISTRY,
         ids=lambda: RUN_ID,
     )
-    service.create_graph(json.loads(load_event("api_create_graph")["body"]), graph_id=GRAPH_ID)
+    service.create_graph(json.loads(load_event("api_create_graph")["body"]), graph_id=GRAPH_ID, owner=CALLER)
     start = json.loads(load_event("api_start_run")["body"])
-    service.start_run(GRAPH_ID, start["initial_state"], enqueue=False)
+    service.start_run(GRAPH_ID, start["initial_state"], enqueue=False, owner=CALLER)
     yield runs
 
 
@@ -61,6 +62,15 @@ def http(status: int, shape: Callable[[Any], bool] = lambda _: True) -> Check:
     def check(answer: Any, _: DynamoStore) -> None:
         assert answer["statusCode"] == status, answer
         assert shape(body(answer)), text(answer)[:2000]
+
+    return check
+
+
+def http_status(status: int) -> Check:
+    """The API answered ``status`` (an answer without a body, such as 204)."""
+
+    def check(answer: Any, _: DynamoStore) -> None:
+        assert answer["statusCode"] == status, answer
 
     return check
 
@@ -134,6 +144,8 @@ CASES: list[tuple[str, str, Check]] = [
     ("ws_disconnect", "WebSocketFunction", ws(200)),
     ("dlq_sqs", "DeadLetterFunction", no_batch_failures(seeded_run_failed)),
     ("api_cancel_run", "ApiFunction", http(409)),
+    ("api_delete_run", "ApiFunction", http_status(204)),
+    ("api_delete_graph", "ApiFunction", http_status(204)),
 ]
 
 
