@@ -84,3 +84,22 @@ def test_an_unreachable_endpoint_fails_every_post_without_raising(store: DynamoS
 
     assert result == PublishResult(failed=2)
     assert sorted(store.get_run(run.run_id).subscribers) == ["a", "b"]
+
+
+def test_150_subscribers_a_third_of_them_throttled_all_get_their_frames_or_are_counted(
+    aws: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DynamoStore(aws.dynamodb, aws.resources.table_name, max_subscribers=150)
+    connections = [f"c{i:03d}" for i in range(150)]
+    throttled = connections[::3]
+    run = subscribed_run(store, connections)
+    ws.make_throttled(monkeypatch, *throttled)
+    records = [record(seq, size=2_000) for seq in range(1, 21)]
+
+    result = broadcaster(store).publish(run, records)
+
+    assert result == PublishResult(posted=100, failed=50)
+    assert sorted(store.get_run(run.run_id).subscribers) == connections
+    for connection_id in connections:
+        expected = [] if connection_id in throttled else list(range(1, 21))
+        assert [r["seq"] for r in ws.records(connection_id)] == expected
