@@ -1,7 +1,7 @@
 """Every size and depth limit of the engine and the API, and the checks that share them.
 
-docs/limits.md has the one table of these limits: what each bounds, what
-happens when it is exceeded and where it is enforced. A check here raises
+The README's Limits section has the one table of these limits: what each
+bounds, what happens when it is exceeded and where it is enforced. A check here raises
 :class:`~engine.errors.BadRequestError` or :class:`~engine.errors.PayloadTooLargeError`
 (400 / 413 at the API) or returns a problem text for the caller to report.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Mapping
 from typing import Any
 
 from engine.errors import BadRequestError, StateTooLargeError
@@ -157,6 +158,66 @@ def state_problem(state: dict[str, Any], where: str) -> tuple[str, int] | None:
     if size > MAX_STATE_BYTES:
         return f"{where} is {size} bytes as JSON; the limit is {MAX_STATE_BYTES}", size
     return None
+
+
+_SEPARATORS = len(": ") + len(", ")
+
+
+def entry_bytes(key: str, value: Any) -> int:
+    """What one top-level entry adds to the state's JSON: its key, its value and their separators."""
+    return (
+        len(json.dumps(key, ensure_ascii=False).encode("utf-8"))
+        + len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+        + _SEPARATORS
+    )
+
+
+def _total(entries: int, keys: int) -> int:
+    """The size of ``json.dumps(state)`` from the sum of its entries: braces, less the last comma."""
+    return entries + 2 - (len(", ") if keys else 0)
+
+
+def _entries(total: int, keys: int) -> int:
+    return total - 2 + (len(", ") if keys else 0)
+
+
+def state_bytes(state: Mapping[str, Any]) -> int:
+    """The size in UTF-8 bytes of the state as JSON (``json.dumps`` with its default separators)."""
+    return _total(sum(entry_bytes(key, state[key]) for key in state), len(state))
+
+
+def updated_state_bytes(
+    state: Mapping[str, Any], updates: dict[str, Any], known_bytes: int | None, where: str
+) -> int:
+    """The size of ``state`` once ``updates`` are merged, reading only the keys they change.
+
+    The values ``state`` already holds passed these checks when they were stored,
+    so only the updates are checked: their keys, the number of keys, and the new
+    total, from ``known_bytes`` (the run's last count; counted afresh if ``None``).
+    Raises :class:`StateTooLargeError` or ``ValueError`` with the reason.
+    """
+    added = [key for key in updates if key not in state]
+    for key in added:
+        problem = key_problem(key)
+        if problem is not None:
+            raise ValueError(f"{where}: {problem}")
+    keys = len(state) + len(added)
+    if keys > MAX_STATE_KEYS:
+        raise ValueError(f"{where} has {keys} top-level keys; the limit is {MAX_STATE_KEYS}")
+    entries = _entries(state_bytes(state) if known_bytes is None else known_bytes, len(state))
+    try:
+        for key, value in updates.items():
+            if key in state:
+                entries -= entry_bytes(key, state[key])
+            entries += entry_bytes(key, value)
+    except UnicodeEncodeError:
+        raise ValueError(f"{where} holds a string with a lone surrogate") from None
+    size = _total(entries, keys)
+    if size > MAX_STATE_BYTES:
+        raise StateTooLargeError(
+            f"{where} is {size} bytes as JSON; the limit is {MAX_STATE_BYTES}", size=size
+        )
+    return size
 
 
 def check_state(state: dict[str, Any], where: str = "initial_state") -> None:

@@ -133,6 +133,8 @@ class Run(BaseModel):
     """The principal that started the run; ``None`` (data from before owners) is nobody's."""
     subscribers: list[str] = Field(default_factory=list)
     delivery: DeliveryNote | None = None
+    state_bytes: int | None = None
+    """The state's size as :func:`engine.limits.state_bytes` counts it, kept by each commit; ``None`` if unknown."""
 
     @property
     def position(self) -> tuple[int, int]:
@@ -156,15 +158,21 @@ class RunChanges(BaseModel):
     not_before: float | None = None
     error: RunError | None = None
     finished_at: float | None = None
+    state_bytes: int | None = None
+    """The state's size after these updates; ``None`` leaves the run's as it is."""
 
     def apply(self, run: Run) -> Run:
         """Return ``run`` with these changes, as every store must persist them."""
         update = {name: getattr(self, name) for name in _RUN_FIELDS_CHANGED}
         update["state"] = {**run.state, **self.state_updates} if self.state_updates else run.state
+        if self.state_bytes is not None:
+            update["state_bytes"] = self.state_bytes
         return run.model_copy(update=update)
 
 
-_RUN_FIELDS_CHANGED = tuple(name for name in RunChanges.model_fields if name != "state_updates")
+_RUN_FIELDS_CHANGED = tuple(
+    name for name in RunChanges.model_fields if name not in ("state_updates", "state_bytes")
+)
 
 
 class StepMessage(BaseModel):

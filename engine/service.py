@@ -36,7 +36,7 @@ from engine.errors import (
     StaleStepError,
 )
 from engine.graph import Graph
-from engine.limits import check_state
+from engine.limits import check_state, state_bytes
 from engine.model import (
     DeliveryNote,
     DeliveryProblem,
@@ -256,6 +256,7 @@ class WorkflowService:
             graph_id=record.graph_id,
             graph_version=record.version,
             state=dict(initial_state or {}),
+            state_bytes=state_bytes(initial_state or {}),
             current_node=record.definition.start_node,
             next_seq=1,
             created_at=now,

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.conditions import Verdict, compile_condition
-from engine.errors import ConditionError, StateTooLargeError, ToolTimeoutError
+from engine.errors import ConditionError, ToolTimeoutError
 from engine.graph import END, Graph
-from engine.limits import MAX_STATE_DEPTH, json_depth, state_problem, truncate_data, truncate_message
+from engine.limits import MAX_STATE_DEPTH, json_depth, truncate_data, truncate_message, updated_state_bytes
 from engine.model import LogRecord, LogType, Run, RunChanges, RunError, RunStatus, StepMessage
 from engine.registry import ToolContext, ToolRegistry
 from engine.runner import IN_PROCESS, ToolRunner, invoke_tool
@@ -230,12 +230,7 @@ def execute_step(
         problem = json_problem(result)
         if problem is not None:
             raise TypeError(f"tool {node.tool!r} returned state that is not JSON: {problem}")
-        limit_problem = state_problem({**run.state, **result}, f"the state after {node_name!r}")
-        if limit_problem is not None:
-            message, size = limit_problem
-            if size:
-                raise StateTooLargeError(message, size=size)
-            raise ValueError(message)
+        size = updated_state_bytes(run.state, result, run.state_bytes, f"the state after {node_name!r}")
     except Exception as exc:
         return _after_failure(compiled, run, log, node_name, exc, (time.perf_counter() - tick) * 1000, random)
     duration_ms = (time.perf_counter() - tick) * 1000
@@ -248,7 +243,9 @@ def execute_step(
         duration_ms=round(duration_ms, 3),
     )
     state = run.state | result
-    return _advance(compiled, run, log, node_name, state, result)
+    outcome = _advance(compiled, run, log, node_name, state, result)
+    outcome.changes.state_bytes = size
+    return outcome
 
 
 def _advance(

@@ -438,6 +438,8 @@ class DynamoStore:
         update.set_or_remove(
             "finished_at", n(changes.finished_at) if changes.finished_at is not None else None
         )
+        if changes.state_bytes is not None:
+            update.set("state_bytes", n(changes.state_bytes))
         if changes.status.terminal:
             update.set("expires_at", n(now + self.ttl_seconds))
         if token is not None:
@@ -680,6 +682,7 @@ class DynamoStore:
             "not_before": n(run.not_before) if run.not_before is not None else None,
             "error": s(run.error.model_dump_json()) if run.error else None,
             "finished_at": n(run.finished_at) if run.finished_at is not None else None,
+            "state_bytes": n(run.state_bytes) if run.state_bytes is not None else None,
             "idem_key": s(run.idempotency_key) if run.idempotency_key else None,
             "owner": s(run.owner) if run.owner is not None else None,
             "subs": {"SS": list(dict.fromkeys(run.subscribers))} if run.subscribers else None,
@@ -711,6 +714,7 @@ class DynamoStore:
             owner=text(item, "owner"),
             subscribers=sorted(item.get("subs", {}).get("SS", [])),
             delivery=DeliveryNote.model_validate_json(delivery) if delivery else None,
+            state_bytes=integer(item, "state_bytes") if "state_bytes" in item else None,
         )
 
     # state

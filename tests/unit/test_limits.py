@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine import InProcessDriver, RunStatus, ToolContext, ToolRegistry, WorkflowService, conditions, limits
 from engine.errors import BadRequestError, GraphNotFoundError, RunActiveError, StateTooLargeError
@@ -209,3 +211,27 @@ def test_a_run_whose_graph_was_deleted_fails_at_its_next_step(driver: InProcessD
     ended = service.get_run(run.run_id)
     assert ended.status is RunStatus.FAILED
     assert ended.error is not None and ended.error.type == "GraphDeleted"
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(codec="utf-8")),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+_keys = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")), min_size=1, max_size=8)
+_states = st.dictionaries(_keys, _json_values, max_size=6)
+
+
+@given(state=_states, updates=_states)
+def test_the_state_size_kept_across_updates_is_the_size_of_its_json(
+    state: dict[str, Any], updates: dict[str, Any]
+) -> None:
+    merged = {**state, **updates}
+    expected = len(json.dumps(merged, ensure_ascii=False).encode("utf-8"))
+    assert limits.state_bytes(merged) == expected
+    assert limits.updated_state_bytes(state, updates, limits.state_bytes(state), "s") == expected
+    assert limits.updated_state_bytes(state, updates, None, "s") == expected
