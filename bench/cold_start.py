@@ -132,6 +132,12 @@ def _event(name: str, run_id: str) -> str:
     return (EVENTS / name).read_text().replace(EXAMPLE_RUN_ID, run_id)
 
 
+def _caller(name: str) -> str:
+    """The IAM caller an API sample event carries: the owner the bench's runs need."""
+    caller: str = json.loads((EVENTS / name).read_text())["requestContext"]["authorizer"]["iam"]["userArn"]
+    return caller
+
+
 class Bench:
     """A moto server with the template's resources, and runs for the handlers to work on."""
 
@@ -166,11 +172,12 @@ class Bench:
         wiring.reset()
         self.service = wiring.service()
         definition = json.loads((ROOT / "engine" / "graphs" / "data_quality.json").read_text())
-        self.graph_id = self.service.create_graph(definition).graph_id
+        self.caller = _caller("api_get_run.json")
+        self.graph_id = self.service.create_graph(definition, owner=self.caller).graph_id
         self.api_run = self.new_run()
 
     def new_run(self) -> str:
-        return self.service.start_run(self.graph_id, {"records": 10}).run_id
+        return self.service.start_run(self.graph_id, {"records": 10}, owner=self.caller).run_id
 
     def event(self, case: str) -> str:
         if case in ("step", "boto3 step"):
