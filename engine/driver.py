@@ -47,11 +47,12 @@ class InProcessDriver:
         rng: Callable[[], float] | None = None,
     ) -> None:
         self.queue = InMemoryStepQueue()
-        self.sink = InMemoryLogSink()
+        runs = InMemoryRunStore()
+        self.sink = InMemoryLogSink(runs)
         extra: dict[str, Any] = {"rng": rng} if rng is not None else {}
         self.service = WorkflowService(
             graphs=InMemoryGraphStore(),
-            runs=InMemoryRunStore(),
+            runs=runs,
             queue=self.queue,
             registry=registry,
             sink=self.sink,

@@ -2,8 +2,10 @@
 
 Frames are JSON objects with a ``type``:
 
-* ``{"type": "subscribed", "run_id", "after", "live_from", "status"}``: the
-  subscription is in place; records with ``seq >= live_from`` arrive live.
+* ``{"type": "subscribed", "run_id", "after", "status"}``: the first frame of a
+  subscription, before any ``records`` frame of it (see :mod:`engine.subscriptions`).
+* ``{"type": "replayed", "run_id", "live_from", "status"}``: the backlog (records
+  ``after < seq < live_from``) is sent; records with ``seq >= live_from`` arrive live.
 * ``{"type": "records", "run_id", "records": [...]}``: log records in ``seq`` order.
 * ``{"type": "error", "code", "message"}``: a request the server could not serve.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import threading
 from collections import defaultdict
 from typing import Any
@@ -16,6 +17,7 @@ from engine.errors import (
     StaleStepError,
     TooManySubscribersError,
 )
+from engine.frames import record_frames
 from engine.model import (
     DEFAULT_MAX_SUBSCRIBERS_PER_RUN,
     DeliveryNote,
@@ -26,6 +28,7 @@ from engine.model import (
     RunChanges,
     StepMessage,
 )
+from engine.ports import ConnectionStore, RunStore
 from engine.snapshots import StateView, fresh
 
 
@@ -226,12 +229,55 @@ class InMemoryStepQueue:
 
 
 class InMemoryLogSink:
-    """Collects what would be posted to each connection."""
+    """Collects what would be posted to each connection; a connection marked gone is dropped, as on a 410.
 
-    def __init__(self) -> None:
+    ``delivered`` holds the records each connection got from :meth:`publish`;
+    ``frames`` every frame posted to it (published records, acks, backlog), decoded, in order.
+    Given the run and connection stores, a gone connection is unsubscribed from
+    every run it followed (as :class:`engine.aws.broadcast.WebSocketBroadcaster` does);
+    without them it is only skipped.
+    """
+
+    def __init__(self, runs: RunStore | None = None, connections: ConnectionStore | None = None) -> None:
+        self.runs = runs
+        self.connections = connections
         self.delivered: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.frames: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.gone: set[str] = set()
+        self._lock = threading.Lock()
+
+    def mark_gone(self, connection_id: str) -> None:
+        """From now on posts to this connection answer gone, as the management API's 410 does."""
+        self.gone.add(connection_id)
 
     def publish(self, run: Run, records: list[LogRecord]) -> PublishResult:
-        for connection_id in run.subscribers:
-            self.delivered[connection_id].extend(r.model_dump(mode="json") for r in records)
-        return PublishResult(posted=len(run.subscribers))
+        posted = gone = 0
+        frames = list(record_frames(run.run_id, records))
+        for connection_id in dict.fromkeys(run.subscribers):
+            if self.post(connection_id, frames, run_id=run.run_id):
+                self.delivered[connection_id].extend(r.model_dump(mode="json") for r in records)
+                posted += 1
+            else:
+                gone += 1
+        return PublishResult(posted=posted, gone=gone)
+
+    def post(self, connection_id: str, frames: list[str], *, run_id: str | None = None) -> bool:
+        if connection_id in self.gone:
+            self._forget(connection_id, run_id)
+            return False
+        with self._lock:
+            self.frames[connection_id].extend(json.loads(f) for f in frames)
+        return True
+
+    def connected(self, connection_id: str) -> bool:
+        return connection_id not in self.gone
+
+    def _forget(self, connection_id: str, run_id: str | None) -> None:
+        followed = set(self.connections.runs_of(connection_id)) if self.connections is not None else set()
+        if run_id is not None:
+            followed.add(run_id)
+        if self.runs is not None:
+            for followed_run in followed:
+                self.runs.remove_subscriber(followed_run, connection_id)
+        if self.connections is not None:
+            self.connections.remove_connection(connection_id)

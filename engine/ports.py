@@ -98,3 +98,16 @@ class LogSink(Protocol):
 
         Best effort: a failed delivery is counted in the result, never raised.
         """
+
+
+class ConnectionSink(LogSink, Protocol):
+    """A :class:`LogSink` that also posts to one connection: what :mod:`engine.subscriptions` needs."""
+
+    def post(self, connection_id: str, frames: list[str]) -> bool:
+        """Send frames to one connection, in order; ``False`` if it is gone (it is then forgotten).
+
+        Any other failure raises.
+        """
+
+    def connected(self, connection_id: str) -> bool:
+        """Whether the connection is open (its ``$connect`` has completed and it has not gone)."""

@@ -204,10 +204,11 @@ class WorkflowClient:
             headers={"accept": "application/json"},
         )
 
-    def websocket_url(self) -> str:
-        """The WebSocket URL to open now: presigned (SigV4) or with ``?token=`` (JWT) by :attr:`auth`."""
-        assert self.ws_url is not None
-        return self.auth.websocket_url(self.ws_url) if self.auth is not None else self.ws_url
+    def websocket_url(self, url: str | None = None) -> str:
+        """A WebSocket URL to open now (default :attr:`ws_url`): presigned (SigV4) or with ``?token=`` (JWT) by :attr:`auth`."""
+        url = url or self.ws_url
+        assert url is not None
+        return self.auth.websocket_url(url) if self.auth is not None else url
 
     def close(self) -> None:
         self._http.close()
@@ -526,6 +527,15 @@ class LogFollower:
         except UnreachableError:
             return []
 
+    def _run_over(self, frame: dict[str, Any]) -> bool:
+        """Whether the run had ended when ``frame`` was sent and every record up to ``live_from - 1`` is released."""
+        live_from = frame.get("live_from")
+        return (
+            frame.get("status") in TERMINAL_STATUSES
+            and isinstance(live_from, int)
+            and live_from - 1 <= self._buffer.last
+        )
+
     def _on_frame(self, raw: str | bytes) -> list[LogRecord]:
         try:
             frame = json.loads(raw)
@@ -536,9 +546,9 @@ class LogFollower:
         kind = frame.get("type")
         if kind == "subscribed":
             self._failures = 0
-            live_from = frame.get("live_from")
-            if frame.get("status") in TERMINAL_STATUSES and isinstance(live_from, int):
-                self._ended = live_from - 1 <= self._buffer.last
+            self._ended = self._run_over(frame)  # earlier servers put live_from in the ack
+        elif kind == "replayed":
+            self._ended = self._run_over(frame)
         elif kind == "error":
             code = str(frame.get("code", "error"))
             raise ApiError(404 if code.endswith("not_found") else 400, code, str(frame.get("message", "")))

@@ -3,7 +3,9 @@
 * Any path except the two below: the HTTP API. Each request becomes an HTTP
   API payload format 2.0 event (route ``$default``, stage ``$default``) for
   the HTTP handler; its result becomes the response, as API Gateway maps it.
-* ``/ws``: the WebSocket API. Opening, each message and closing become
+* ``/ws``: the WebSocket API (and ``/ws/logs/{run_id}``, ``/ws/execution/{run_id}``,
+  the earlier versions' URLs, each the same ``$connect`` as ``/ws?run_id={run_id}&after=-1``;
+  a presigned one is signed for its own path). Opening, each message and closing become
   ``$connect``, route and ``$disconnect`` events for the WebSocket handler. A
   message's route comes from the API's route selection expression
   (``$request.body.action``): the value names a route if one exists, else the
@@ -13,7 +15,8 @@
 * ``/@connections/{id}`` (also under a ``/{stage}`` prefix): the management
   API that boto3's ``apigatewaymanagementapi`` client calls; ``POST`` sends the
   body as one frame, ``GET`` describes the connection, ``DELETE`` closes it. An
-  unknown or closed connection answers 410 ``GoneException``. Requests are not
+  unknown or closed connection answers 410 ``GoneException``, and so does ``GET``
+  of one whose ``$connect`` is still running, as API Gateway's. Requests are not
   authenticated.
 
 Authentication (``authenticator``, :mod:`local.auth`): each HTTP request and
@@ -67,6 +70,8 @@ WS_MESSAGE_LIMIT = 128 * 1024
 POST_LIMIT = 128 * 1024
 DEFAULT_WS_ROUTES = frozenset({"$connect", "$disconnect", "$default", "subscribe", "unsubscribe"})
 DEFAULT_ROUTE_SELECTION = "$request.body.action"
+SEED_WS_PATHS = ("logs", "execution")
+"""``{ws_path}/logs/{run_id}`` and ``{ws_path}/execution/{run_id}``: the earlier versions' WebSocket URLs."""
 ACCOUNT_ID = "123456789012"
 _ID_ALPHABET = string.ascii_letters + string.digits
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript", "+json", "+xml")
@@ -340,6 +345,8 @@ class Gateway:
             app.router.add_get(path, self._get_connection, allow_head=False)
             app.router.add_delete(path, self._delete_connection)
         app.router.add_get(self.ws_path, self._websocket_or_http, allow_head=False)
+        for seed in SEED_WS_PATHS:
+            app.router.add_get(f"{self.ws_path}/{seed}/{{run_id}}", self._websocket_or_http, allow_head=False)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self._http)  # also paths with a %0A
         return app
 
@@ -473,6 +480,15 @@ class Gateway:
         if request.query:
             connect["queryStringParameters"] = {k: request.query.getall(k)[-1] for k in request.query}
             connect["multiValueQueryStringParameters"] = {k: request.query.getall(k) for k in request.query}
+        run_id = request.match_info.get("run_id")
+        if run_id is not None:  # a seed URL: the same $connect as ?run_id={run_id}&after=-1
+            query = {**connect.get("queryStringParameters", {}), "run_id": run_id}
+            query.setdefault("after", "-1")
+            connect["queryStringParameters"] = query
+            connect["multiValueQueryStringParameters"] = {
+                **connect.get("multiValueQueryStringParameters", {}),
+                **{k: [v] for k, v in query.items() if k in ("run_id", "after")},
+            }
         request_id = new_id()
         event = self._ws_event(connection, "$connect", "CONNECT", request_id, **connect)
         try:
@@ -600,7 +616,7 @@ class Gateway:
 
     async def _get_connection(self, request: web.Request) -> web.Response:
         connection = self._connection(request)
-        if connection is None:
+        if connection is None or connection.state == "connecting":
             return _gone(request.match_info["connection_id"])
         return web.json_response(connection.describe())
 

@@ -79,12 +79,14 @@ class Resources:
     parking_arn: str
     max_receive_count: int
     visibility_timeout: int
+    replay_url: str = ""
+    replay_arn: str = ""
 
 
 def create_resources(
     dynamodb: Any, sqs: Any, s3: Any, *, prefix: str = "graphflow", region: str = "us-east-1"
 ) -> Resources:
-    """Create ``WorkflowTable``, ``StateBucket`` and the step queue with its DLQ and parking queue as the template defines them."""
+    """Create ``WorkflowTable``, ``StateBucket``, the step queue with its DLQ and parking queue, and ``WebSocketReplayQueue`` as the template defines them."""
     table = resource("WorkflowTable")
     table_name = f"{prefix}-table"
     dynamodb.create_table(
@@ -111,6 +113,7 @@ def create_resources(
     )
     props = resource("StepQueue")
     queue_url, queue_arn = _create_queue(sqs, f"{prefix}-steps.fifo", props, dead_letter_arn=dlq_arn)
+    replay_url, replay_arn = _create_queue(sqs, f"{prefix}-ws-replay", resource("WebSocketReplayQueue"))
     return Resources(
         table_name=table_name,
         bucket=bucket,
@@ -122,6 +125,8 @@ def create_resources(
         parking_arn=parking_arn,
         max_receive_count=int(props["RedrivePolicy"]["maxReceiveCount"]),
         visibility_timeout=int(props.get("VisibilityTimeout", 30)),
+        replay_url=replay_url,
+        replay_arn=replay_arn,
     )
 
 

@@ -470,6 +470,19 @@ class LocalStack:
         self.poller.add(
             EventSourceMapping(
                 sqs,
+                self.resources.replay_url,
+                self.resources.replay_arn,
+                self.functions["ws"],
+                batch_size=10,
+                wait_seconds=1,
+                region=REGION,
+                function_name="ws",
+            ),
+            workers=1,
+        )
+        self.poller.add(
+            EventSourceMapping(
+                sqs,
                 self.resources.dlq_url,
                 self.resources.dlq_arn,
                 self.functions["dlq"],
@@ -496,6 +509,7 @@ class LocalStack:
             "TABLE_NAME": self.resources.table_name,
             "BLOB_BUCKET": self.resources.bucket,
             "STEP_QUEUE_URL": self.resources.queue_url,
+            "WS_REPLAY_QUEUE_URL": self.resources.replay_url,
             "WS_MANAGEMENT_ENDPOINT": self.gateway.url,
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": self.log_level,

@@ -52,7 +52,7 @@ class Delivery(Enum):
 
 
 class WebSocketBroadcaster:
-    """A :class:`engine.ports.LogSink` for API Gateway WebSocket connections.
+    """A :class:`engine.ports.ConnectionSink` for API Gateway WebSocket connections.
 
     Args:
         client: a boto3 ``apigatewaymanagementapi`` client bound to the stage's endpoint.
@@ -120,6 +120,18 @@ class WebSocketBroadcaster:
                 self.forget(connection_id, run_id)
             except Exception as exc:  # the subscription stays; the next post finds it gone again
                 log.warning("could not unsubscribe gone connection %s: %s", connection_id, _describe(exc))
+            return False
+        return True
+
+    def connected(self, connection_id: str) -> bool:
+        """Whether API Gateway knows the connection (``GET @connections/{id}``); gone (410) is ``False``.
+
+        API Gateway answers gone for a connection whose ``$connect`` has not returned yet.
+        Any other failure raises.
+        """
+        try:
+            self.client.get_connection(ConnectionId=connection_id)
+        except self.client.exceptions.GoneException:
             return False
         return True
 

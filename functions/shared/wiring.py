@@ -22,6 +22,8 @@ Configuration (environment):
   ``timeout_seconds`` does not fit in it are refused at graph creation. Unset: not checked.
 * ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` (set by Lambda): sizes an isolated tool's memory limit.
 * ``MAX_SUBSCRIBERS_PER_RUN``: WebSocket connections one run takes (default 100).
+* ``WS_REPLAY_QUEUE_URL``: the standard queue a ``$connect`` with ``?run_id=`` sends its
+  subscription to, served by the WebSocket function once the connection is open.
 * ``AWS_ENDPOINT_URL``: honoured by boto3 itself; the local stack points it at moto.
 """
 
@@ -46,6 +48,7 @@ ISOLATION_MODES = ("suspects", "always", "never")
 if TYPE_CHECKING:
     from engine.aws.broadcast import WebSocketBroadcaster
     from engine.aws.dynamodb import DynamoStore
+    from engine.subscriptions import ReplayRequest, Subscriptions
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Settings:
     step_function_timeout_seconds: float | None = None
     function_memory_mb: int | None = None
     max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS_PER_RUN
+    replay_queue_url: str | None = None
 
     def isolates(self, receives: int) -> bool:
         """Whether a record delivered ``receives`` times runs its tool in a forked child."""
@@ -85,6 +89,7 @@ class Settings:
             step_function_timeout_seconds=float(step_timeout) if step_timeout else None,
             function_memory_mb=int(memory) if memory else None,
             max_subscribers=int(os.environ.get("MAX_SUBSCRIBERS_PER_RUN") or DEFAULT_MAX_SUBSCRIBERS_PER_RUN),
+            replay_queue_url=os.environ.get("WS_REPLAY_QUEUE_URL") or None,
         )
 
 
@@ -171,6 +176,21 @@ def broadcaster(endpoint: str) -> WebSocketBroadcaster:
         store(),
         on_result=report_publish,
     )
+
+
+def subscriptions(endpoint: str) -> Subscriptions:
+    """The subscription use case on the store, posting through the management API at ``endpoint``."""
+    from engine.subscriptions import Subscriptions
+
+    return Subscriptions(store(), store(), broadcaster(endpoint), max_subscribers=settings().max_subscribers)
+
+
+def send_replay(request: ReplayRequest) -> None:
+    """Queue a ``$connect`` subscription on ``WS_REPLAY_QUEUE_URL`` (the queue delays it)."""
+    queue_url = settings().replay_queue_url
+    if queue_url is None:
+        raise RuntimeError("WS_REPLAY_QUEUE_URL is not set: a $connect with ?run_id= cannot be served")
+    client("sqs").send_message(QueueUrl=queue_url, MessageBody=request.model_dump_json())
 
 
 def report_publish(result: PublishResult) -> None:

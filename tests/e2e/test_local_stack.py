@@ -59,10 +59,13 @@ def start_run(api: httpx.Client, graph_id: str, state: dict[str, Any] | None = N
     return str(response.json()["run_id"])
 
 
-def frames_until_end(ws: ClientConnection, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """Frames received until a record that ends the run."""
+def frames_until_end(
+    ws: ClientConnection, timeout: float = 30.0, *, replayed: bool = False
+) -> list[dict[str, Any]]:
+    """Frames received until a record that ends the run (and, if ``replayed``, the ``replayed`` frame)."""
     frames: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
+    ended = False
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -70,6 +73,8 @@ def frames_until_end(ws: ClientConnection, timeout: float = 30.0) -> list[dict[s
         frame = json.loads(ws.recv(timeout=remaining))
         frames.append(frame)
         if frame["type"] == "records" and any(r["type"] in TERMINAL_RECORDS for r in frame["records"]):
+            ended = True
+        if ended and (not replayed or any(f["type"] == "replayed" for f in frames)):
             return frames
 
 
@@ -128,16 +133,18 @@ def test_subscriber_joining_mid_run_gets_every_record_once(
         replaying.send(json.dumps({"action": "subscribe", "run_id": run_id, "after": -1}))
         ack = json.loads(replaying.recv(timeout=10))
         gate.touch()
-        replayed = frames_until_end(replaying)
-        lived = frames_until_end(live)
+        replayed = frames_until_end(replaying, replayed=True)
+        lived = frames_until_end(live, replayed=True)
 
     assert ack["type"] == "subscribed" and ack["run_id"] == run_id
     received = seqs(replayed)
     assert len(received) == len(set(received)), f"duplicates in {received}"
     assert sorted(received) == list(range(max(received) + 1))
-    assert 2 <= ack["live_from"] <= max(received), "the subscription came mid-run"
+    [done] = [f for f in replayed if f["type"] == "replayed"]
+    assert 2 <= done["live_from"] <= max(received), "the subscription came mid-run"
     live_seqs = seqs(lived)
-    assert live_seqs == list(range(live_seqs[0], max(received) + 1)), "live records in order, no gap"
+    assert len(live_seqs) == len(set(live_seqs)), f"duplicates in {live_seqs}"
+    assert sorted(live_seqs) == list(range(min(live_seqs), max(received) + 1)), "no gap from the connect on"
     final = [r for f in replayed if f["type"] == "records" for r in f["records"] if r["seq"] == max(received)]
     assert final[0]["type"] == "run_succeeded"
     assert wait_for_run(api, run_id)["status"] == "SUCCEEDED"
@@ -236,13 +243,17 @@ def test_a_subscriber_that_disconnects_is_removed_from_the_run(
     with connect(signer(stack).websocket_url(stack.ws_url)) as ws:
         ws.send(json.dumps({"action": "subscribe", "run_id": run_id}))
         assert json.loads(ws.recv(timeout=10))["type"] == "subscribed"
+        while json.loads(ws.recv(timeout=10))["type"] != "replayed":  # the subscription is stored by then
+            pass
         subscribers = store.get_run(run_id).subscribers
         assert len(subscribers) == 1
         (connection_id,) = subscribers
         assert store.runs_of(connection_id) == [run_id]
 
-    wait_until(lambda: not store.get_run(run_id).subscribers, message="the subscriber's removal")
-    assert store.runs_of(connection_id) == []
+    wait_until(
+        lambda: not store.get_run(run_id).subscribers and not store.runs_of(connection_id),
+        message="the subscriber's removal",  # from the run, then from the connection index
+    )
     gate.touch()
     assert wait_for_run(api, run_id)["status"] == "SUCCEEDED"
 
@@ -264,6 +275,68 @@ def test_the_management_api_answers_gone_for_a_closed_connection(stack: LocalSta
     wait_until(lambda: connection_id not in stack.gateway.connections, message="the disconnect")  # type: ignore[union-attr]
     with pytest.raises(client.exceptions.GoneException):
         client.post_to_connection(ConnectionId=connection_id, Data=b"late")
+
+
+@pytest.mark.parametrize("form", ["/logs/{id}", "/execution/{id}", "?run_id={id}&after=-1"])
+def test_connecting_for_a_run_delivers_the_ack_then_its_whole_backlog_then_live_records(
+    api: httpx.Client, stack: LocalStack, tmp_path: Path, form: str
+) -> None:
+    gate, reached = tmp_path / "gate", tmp_path / "reached"
+    run_id = start_run(api, create_graph(api, GATED), {"gate": str(gate), "gate_reached": str(reached)})
+    wait_until(reached.exists, message="the gate")
+
+    with connect(signer(stack).websocket_url(stack.ws_url + form.format(id=run_id))) as ws:
+        first = json.loads(ws.recv(timeout=15))
+        assert first == {"type": "subscribed", "run_id": run_id, "after": -1, "status": "RUNNING"}
+        before_gate = []
+        while not any(f["type"] == "replayed" for f in before_gate):
+            before_gate.append(json.loads(ws.recv(timeout=15)))
+        gate.touch()
+        frames = [first, *before_gate, *frames_until_end(ws)]
+
+    backlog = seqs(before_gate)
+    assert backlog == list(range(len(backlog))) and len(backlog) >= 3, "the start of the log, in order"
+    received = seqs(frames)
+    assert sorted(received) == list(range(len(received))), f"every record once: {received}"
+    assert frames[-1]["records"][-1]["type"] == "run_succeeded"
+    assert len(received) == len(run_logs(api, run_id))
+
+
+def test_the_first_frame_of_every_subscription_to_a_running_run_is_subscribed(
+    api: httpx.Client, stack: LocalStack
+) -> None:
+    from tests.support.tools import loop_graph
+
+    run_id = start_run(api, create_graph(api, {**loop_graph(40), "max_steps": 200}), {"i": 0})
+    wait_for_log(api, run_id, "a", "step_succeeded")
+    firsts = []
+    for index in range(8):
+        if index % 2:
+            with connect(signer(stack).websocket_url(f"{stack.ws_url}?run_id={run_id}&after=0")) as ws:
+                firsts.append(json.loads(ws.recv(timeout=15)))
+        else:
+            with connect(signer(stack).websocket_url(stack.ws_url)) as ws:
+                ws.send(json.dumps({"action": "subscribe", "run_id": run_id, "after": 0}))
+                firsts.append(json.loads(ws.recv(timeout=15)))
+    assert [f["type"] for f in firsts] == ["subscribed"] * 8, firsts
+    assert wait_for_run(api, run_id, timeout=60)["status"] == "SUCCEEDED"
+
+
+def test_a_seed_url_for_a_run_the_caller_cannot_read_is_refused_with_404(stack: LocalStack) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as refused:
+        connect(signer(stack).websocket_url(f"{stack.ws_url}/logs/no-such-run"))
+    assert refused.value.response.status_code == 404
+
+
+def test_a_url_presigned_for_one_seed_path_does_not_open_another(stack: LocalStack) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    signed = signer(stack).websocket_url(f"{stack.ws_url}/logs/run-a")
+    with pytest.raises(InvalidStatus) as refused:
+        connect(signed.replace("/logs/run-a", "/logs/run-b"))
+    assert refused.value.response.status_code == 403
 
 
 @pytest.fixture(autouse=True)

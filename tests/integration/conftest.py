@@ -23,6 +23,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
         monkeypatch.setenv("BLOB_BUCKET", env.resources.bucket)
         monkeypatch.setenv("STEP_QUEUE_URL", env.resources.queue_url)
         monkeypatch.setenv("WS_MANAGEMENT_ENDPOINT", WS_ENDPOINT)
+        monkeypatch.setenv("WS_REPLAY_QUEUE_URL", env.resources.replay_url)
         wiring.reset()
         yield env
         wiring.reset()

@@ -73,7 +73,10 @@ def test_three_data_quality_runs_over_http_and_sqs(api: Api, aws: AwsEnv) -> Non
         started = [r for r in logs if r["type"] == "step_started"]
         assert len(started) == run["step"]
 
-    assert ws.frames("watcher")[0]["live_from"] > 5, "the subscription began mid-run"
+    watched = ws.frames("watcher")
+    assert watched[0]["type"] == "subscribed"
+    [replayed] = [f for f in watched if f["type"] == "replayed"]
+    assert replayed["live_from"] > 5, "the subscription began mid-run"
     followed = ws.records("watcher")
     total = len(
         api("api_run_logs", path=f"/runs/{run_ids[2]}/logs", query={"limit": "1000"}).json()["records"]

@@ -23,6 +23,7 @@ from tests.support.tools import LOOP_GRAPH
 def env(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> AwsEnv:
     monkeypatch.setenv("WORKFLOW_TOOL_MODULES", "tests.support.tools")
     aws.sqs.set_queue_attributes(QueueUrl=aws.resources.queue_url, Attributes={"VisibilityTimeout": "0"})
+    aws.sqs.set_queue_attributes(QueueUrl=aws.resources.replay_url, Attributes={"DelaySeconds": "0"})
     wiring.reset()
     return aws
 
@@ -30,6 +31,12 @@ def env(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> AwsEnv:
 def esm(env: AwsEnv) -> EventSourceMapping:
     r = env.resources
     return EventSourceMapping(env.sqs, r.queue_url, r.queue_arn, step_app.lambda_handler, batch_size=1)
+
+
+def replay(env: AwsEnv) -> int:
+    """Serve the subscriptions ``$connect`` queued, as the WebSocket function's SQS event source does."""
+    r = env.resources
+    return EventSourceMapping(env.sqs, r.replay_url, r.replay_arn, ws_app.lambda_handler).drain()
 
 
 def ws_event(
@@ -67,7 +74,8 @@ def test_subscriber_joining_mid_run_gets_every_record_once_in_order(env: AwsEnv)
     assert wiring.service().get_run(run_id, owner=CALLER).status is RunStatus.SUCCEEDED
     frames = ws.frames("late")
     assert frames[0]["type"] == "subscribed"
-    assert frames[0]["live_from"] > 0
+    [replayed] = [f for f in frames if f["type"] == "replayed"]
+    assert replayed["live_from"] > 0
     seqs = [r["seq"] for r in ws.records("late")]
     total = len(wiring.service().list_logs(run_id, owner=CALLER))
     assert seqs == list(range(total))
@@ -85,6 +93,7 @@ def test_subscribe_after_n_replays_only_later_records(env: AwsEnv) -> None:
 def test_connect_with_run_id_streams_live_records(env: AwsEnv) -> None:
     run_id = start_loop()
     assert invoke(ws_event("ws_connect", "early", query={"run_id": run_id}))["statusCode"] == 200
+    assert replay(env) == 1
     esm(env).drain()
     seqs = [r["seq"] for r in ws.records("early")]
     assert seqs == list(range(1, len(wiring.service().list_logs(run_id, owner=CALLER))))
@@ -161,6 +170,7 @@ def test_the_subscriber_over_the_cap_is_refused(env: AwsEnv, monkeypatch: pytest
     wiring.reset()
     run_id = start_loop()
     assert invoke(ws_event("ws_connect", "first", query={"run_id": run_id}))["statusCode"] == 200
+    assert replay(env) == 1
 
     assert invoke(ws_event("ws_connect", "second", query={"run_id": run_id}))["statusCode"] == 429
     assert (
@@ -172,3 +182,61 @@ def test_the_subscriber_over_the_cap_is_refused(env: AwsEnv, monkeypatch: pytest
     assert frame["code"] == "too_many_subscribers"
     assert wiring.store().get_run(run_id).subscribers == ["first"]
     assert wiring.store().runs_of("third") == []
+
+
+def test_connect_with_after_gets_subscribed_then_the_whole_backlog_then_live_records(env: AwsEnv) -> None:
+    run_id = start_loop()
+    mapping = esm(env)
+    for _ in range(3):
+        mapping.poll_once()
+    assert (
+        invoke(ws_event("ws_connect", "late", query={"run_id": run_id, "after": "-1"}))["statusCode"] == 200
+    )
+    assert ws.frames("late") == []  # nothing is posted before $connect returns
+    assert replay(env) == 1
+    mapping.drain()
+    frames = ws.frames("late")
+    assert frames[0] == {"type": "subscribed", "run_id": run_id, "after": -1, "status": "RUNNING"}
+    seqs = [r["seq"] for r in ws.records("late")]
+    assert seqs == list(range(len(wiring.service().list_logs(run_id, owner=CALLER))))
+    assert ws.records("late")[-1]["type"] == "run_succeeded"
+
+
+def test_connect_without_after_gets_the_records_committed_since_connect(env: AwsEnv) -> None:
+    run_id = start_loop()
+    mapping = esm(env)
+    for _ in range(2):
+        mapping.poll_once()
+    committed = len(wiring.service().list_logs(run_id, owner=CALLER))
+    assert invoke(ws_event("ws_connect", "now", query={"run_id": run_id}))["statusCode"] == 200
+    mapping.poll_once()  # a step commits between $connect and the replay: its records are not lost
+    replay(env)
+    mapping.drain()
+    seqs = [r["seq"] for r in ws.records("now")]
+    assert seqs == list(range(committed, len(wiring.service().list_logs(run_id, owner=CALLER))))
+
+
+@pytest.mark.parametrize("after", ["-2", "x", "1.5"])
+def test_connect_with_a_bad_after_is_refused_and_queues_nothing(env: AwsEnv, after: str) -> None:
+    run_id = start_loop()
+    response = invoke(ws_event("ws_connect", "bad", query={"run_id": run_id, "after": after}))
+    assert response["statusCode"] == 400
+    assert replay(env) == 0
+    assert wiring.store().get_run(run_id).subscribers == []
+
+
+def test_a_replay_for_a_connection_that_never_opened_is_dropped(
+    env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = start_loop()
+    monkeypatch.setattr(ws_app, "CONNECT_WAITS", (0.0,))
+    ws.make_get_gone(monkeypatch, "refused")
+    assert invoke(ws_event("ws_connect", "refused", query={"run_id": run_id}))["statusCode"] == 200
+    assert replay(env) == 1
+    assert wiring.store().get_run(run_id).subscribers == []
+    assert (
+        env.sqs.get_queue_attributes(
+            QueueUrl=env.resources.replay_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]["ApproximateNumberOfMessages"]
+        == "0"
+    )

@@ -139,6 +139,7 @@ def env_vars_file(moto: Moto, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "TABLE_NAME": moto.resources.table_name,
         "BLOB_BUCKET": moto.resources.bucket,
         "STEP_QUEUE_URL": moto.resources.queue_url,
+        "WS_REPLAY_QUEUE_URL": moto.resources.replay_url,
         "WS_MANAGEMENT_ENDPOINT": moto.url,
         "POWERTOOLS_METRICS_NAMESPACE": "graphflow-sam-local",
     }

@@ -72,3 +72,15 @@ def make_throttled(monkeypatch: Any, *connection_ids: str) -> None:
         original(self, data, connection_id)
 
     monkeypatch.setattr(ApiGatewayManagementApiBackend, "post_to_connection", post)
+
+
+def make_get_gone(monkeypatch: Any, *connection_ids: str) -> None:
+    """``GET @connections/{id}`` of these connections answers 410, as for one whose ``$connect`` never completed."""
+    original = ApiGatewayManagementApiBackend.get_connection
+
+    def get(self: ApiGatewayManagementApiBackend, connection_id: str) -> Any:
+        if connection_id in connection_ids:
+            raise GoneError()
+        return original(self, connection_id)
+
+    monkeypatch.setattr(ApiGatewayManagementApiBackend, "get_connection", get)

@@ -245,6 +245,21 @@ class TestFollow:
         server = FakeServer(log_of(3), [subscribed(3, status="SUCCEEDED")])
         assert list(server.follow(after=2)) == []
 
+    def test_the_replayed_frame_of_a_finished_run_ends_a_follow_from_past_its_end(self) -> None:
+        ack = json.dumps({"type": "subscribed", "run_id": RUN, "after": 2, "status": "SUCCEEDED"})
+        done = json.dumps({"type": "replayed", "run_id": RUN, "live_from": 3, "status": "SUCCEEDED"})
+        server = FakeServer(log_of(3), [ack, done])
+        follower = server.follow(after=2)
+        assert list(follower) == []
+        assert follower.http_reads == 0
+
+    def test_subscribed_then_backlog_then_replayed_yields_the_backlog_in_order(self) -> None:
+        log = log_of(4)
+        ack = json.dumps({"type": "subscribed", "run_id": RUN, "after": -1, "status": "RUNNING"})
+        done = json.dumps({"type": "replayed", "run_id": RUN, "live_from": 2, "status": "RUNNING"})
+        server = FakeServer(log, [ack, records_frame(*log[:2]), done, records_frame(*log[2:])])
+        assert seqs(server.follow()) == [0, 1, 2, 3]
+
     def test_without_a_websocket_url_the_log_is_polled(self) -> None:
         log = log_of(2505, last="run_failed")
         server = FakeServer(log)

@@ -84,10 +84,7 @@ NOT_NEEDED: dict[str, dict[str, str]] = {
         "sqs:SendMessage": "fail_run only commits the run as FAILED; it enqueues nothing",
         "dynamodb:DeleteItem": _DELETES_ONLY_FROM_THE_API,
     },
-    "WebSocketFunction": {
-        "sqs:SendMessage": "subscribing and replaying logs never starts or advances a run",
-        "dynamodb:DeleteItem": _DELETES_ONLY_FROM_THE_API,
-    },
+    "WebSocketFunction": {"dynamodb:DeleteItem": _DELETES_ONLY_FROM_THE_API},
     "StepFunction": {"dynamodb:DeleteItem": _DELETES_ONLY_FROM_THE_API},
 }
 
@@ -103,6 +100,15 @@ RESOURCES: dict[str, str] = {
     "s3:DeleteObject": _STATE_BUCKET_OBJECTS,
     "s3:ListBucket": "StateBucket.Arn",
     "execute-api:ManageConnections": _CONNECTIONS,
+}
+
+# Where a function's resource differs: the WebSocket function sends only to its replay queue (never
+# starts or advances a run) and also reads whether a connection is open (GET @connections/{id}).
+FUNCTION_RESOURCES: dict[str, dict[str, frozenset[str]]] = {
+    "WebSocketFunction": {
+        "sqs:SendMessage": frozenset({"WebSocketReplayQueue.Arn"}),
+        "execute-api:ManageConnections": frozenset({_CONNECTIONS, _CONNECTIONS.replace("/POST/", "/GET/")}),
+    },
 }
 
 
@@ -283,8 +289,12 @@ def granted(template: dict[str, Any], function: str) -> tuple[set[tuple[str, str
     return pairs, problems
 
 
-def _expected_resource(action: str) -> str | None:
-    return RESOURCES.get(action) or RESOURCES.get(f"{action.partition(':')[0]}:*")
+def _expected_resources(function: str, action: str) -> frozenset[str]:
+    special = FUNCTION_RESOURCES.get(function, {}).get(action)
+    if special is not None:
+        return special
+    expected = RESOURCES.get(action) or RESOURCES.get(f"{action.partition(':')[0]}:*")
+    return frozenset({expected}) if expected else frozenset()
 
 
 def iam_problems(template: dict[str, Any]) -> list[str]:
@@ -306,9 +316,9 @@ def iam_problems(template: dict[str, Any]) -> list[str]:
         for action in sorted(set(exempt) & actions):
             problems.append(f"{function}: grants {action}, which NOT_NEEDED says it never needs")
         for action, res in sorted(pairs):
-            expected = _expected_resource(action)
-            if expected is None or res != expected:
-                problems.append(f"{function}: {action} on {res}, expected {expected}")
+            expected = _expected_resources(function, action)
+            if res not in expected:
+                problems.append(f"{function}: {action} on {res}, expected {' or '.join(sorted(expected))}")
     return problems
 
 
