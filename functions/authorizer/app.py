@@ -6,7 +6,7 @@ Takes the token from ``Authorization: Bearer <token>`` or ``?token=<token>``
 caller ``"{iss}|{sub}"`` as ``principalId`` (the WebSocket handler reads it from
 ``requestContext.authorizer``); anything else is denied (API Gateway answers 403).
 
-Configuration (environment, :class:`functions.shared.settings.Settings`, read
+Configuration (environment, :class:`functions.shared.environment.AuthSettings`, read
 when the validator is first made): ``JWT_ISSUER``, ``JWT_AUDIENCE``, and
 optionally ``JWKS_URL`` (default ``{issuer}/.well-known/jwks.json``).
 """
@@ -16,14 +16,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from functions.shared.environment import AuthSettings
 from functions.shared.observability import logger
-from functions.shared.settings import Settings
 from functions.shared.tokens import InvalidTokenError, JwtValidator, bearer_token
 
 
 @cache
 def validator() -> JwtValidator:
-    config = Settings.from_env()
+    config = AuthSettings.from_env()
     return JwtValidator(config.jwt_issuer, config.jwt_audience, jwks_url=config.jwks_url)
 
 

@@ -15,7 +15,7 @@ publish``.
 ``logger`` writes Powertools' JSON lines, or one short line of text per record
 when ``GRAPHFLOW_LOG_FORMAT`` is ``text`` (:mod:`functions.shared.log_lines`).
 
-These variables (:class:`functions.shared.settings.ObservabilitySettings`) are
+These variables (:class:`functions.shared.environment.ObservabilitySettings`) are
 read once, at import, where the three objects are made.
 """
 
@@ -28,7 +28,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from functions.shared import log_lines
-from functions.shared.settings import ObservabilitySettings
+from functions.shared.environment import ObservabilitySettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -4,17 +4,16 @@
 :class:`Settings` from ``os.environ`` on first use (not at import) and keeps
 it until :func:`functions.shared.wiring.reset`. Empty values count as unset. A malformed
 value is a :class:`SettingsError` naming the variable; a variable only some
-functions need (``TABLE_NAME``, ``STEP_QUEUE_URL``, ``JWT_ISSUER``,
-``JWT_AUDIENCE``) is checked when a function first asks for it, so the
-authorizer needs no table and the API no issuer.
+functions need (``TABLE_NAME``, ``STEP_QUEUE_URL``) is checked when a function
+first asks for it.
 
-:class:`ObservabilitySettings` holds the variables of the logger, metrics and
-tracer, which :mod:`functions.shared.observability` creates at import.
+The variables of the functions that load no pydantic (the WebSocket authorizer's
+``JWT_*``, and the logger, metrics and tracer every function makes at import)
+are in :mod:`functions.shared.environment`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -22,42 +21,24 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.limits import MAX_BODY_BYTES
+from functions.shared.environment import SettingsError, flag, set_values
 
 ISOLATION_MODES = ("suspects", "always", "never")
 DEFAULT_WAIT_BUDGET_SECONDS = 25.0
 DEFAULT_RUN_TTL_DAYS = 30.0
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
 
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
-class SettingsError(ValueError):
-    """An environment variable is missing or malformed; the message names it."""
-
-
-def _flag(name: str, value: Any) -> Any:
-    if isinstance(value, str):
-        lowered = value.lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise ValueError(f"{name} must be true or false, not {value!r}")
-    return value
-
-
 class _FromEnvironment(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     _required: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
         """Read the variables from ``environ`` (default ``os.environ``); :class:`SettingsError` for a bad one."""
-        source = os.environ if environ is None else environ
-        names = [field.alias for field in cls.model_fields.values() if field.alias]
-        values = {name: source[name].strip() for name in names if source.get(name, "").strip()}
+        values = set_values([field.alias for field in cls.model_fields.values() if field.alias], environ)
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
@@ -84,8 +65,6 @@ class Settings(_FromEnvironment):
     _required: ClassVar[dict[str, str]] = {
         "table_name_value": "it names the DynamoDB table",
         "step_queue_url_value": "it is the URL of the FIFO step queue",
-        "jwt_issuer_value": "the JWT authorizer checks tokens against it",
-        "jwt_audience_value": "the JWT authorizer checks tokens against it",
     }
 
     table_name_value: str | None = Field(None, alias="TABLE_NAME")
@@ -103,9 +82,6 @@ class Settings(_FromEnvironment):
         DEFAULT_WAIT_BUDGET_SECONDS, ge=0, allow_inf_nan=False, alias="WAIT_BUDGET_SECONDS"
     )
     max_body_bytes: int = Field(MAX_BODY_BYTES, ge=1, alias="MAX_BODY_BYTES")
-    jwt_issuer_value: str | None = Field(None, alias="JWT_ISSUER")
-    jwt_audience_value: str | None = Field(None, alias="JWT_AUDIENCE")
-    jwks_url: str | None = Field(None, alias="JWKS_URL")
 
     @field_validator("isolation", mode="before")
     @classmethod
@@ -117,7 +93,7 @@ class Settings(_FromEnvironment):
     @field_validator("builtin_tools", mode="before")
     @classmethod
     def _builtin_tools(cls, value: Any) -> Any:
-        return _flag("WORKFLOW_BUILTIN_TOOLS", value)
+        return flag("WORKFLOW_BUILTIN_TOOLS", value)
 
     @property
     def table_name(self) -> str:
@@ -126,14 +102,6 @@ class Settings(_FromEnvironment):
     @property
     def step_queue_url(self) -> str:
         return self._require("step_queue_url_value")
-
-    @property
-    def jwt_issuer(self) -> str:
-        return self._require("jwt_issuer_value")
-
-    @property
-    def jwt_audience(self) -> str:
-        return self._require("jwt_audience_value")
 
     @property
     def tool_modules(self) -> tuple[str, ...]:
@@ -158,23 +126,3 @@ class Settings(_FromEnvironment):
 def settings() -> Settings:
     """The handlers' settings, read from ``os.environ`` on first use; ``settings.cache_clear()`` forgets them."""
     return Settings.from_env()
-
-
-class ObservabilitySettings(_FromEnvironment):
-    """The variables of the Powertools logger, metrics and tracer, read when they are created."""
-
-    log_format: Literal["json", "text"] = Field("json", alias="GRAPHFLOW_LOG_FORMAT")
-    metrics_namespace: str = Field("graphflow", alias="POWERTOOLS_METRICS_NAMESPACE")
-    trace_disabled: bool = Field(False, alias="POWERTOOLS_TRACE_DISABLED")
-
-    @field_validator("log_format", mode="before")
-    @classmethod
-    def _log_format(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.lower() in ("json", "text"):
-            return value.lower()
-        raise ValueError(f"GRAPHFLOW_LOG_FORMAT must be json or text, not {value!r}")
-
-    @field_validator("trace_disabled", mode="before")
-    @classmethod
-    def _trace_disabled(cls, value: Any) -> Any:
-        return _flag("POWERTOOLS_TRACE_DISABLED", value)

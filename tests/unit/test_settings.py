@@ -14,7 +14,8 @@ from engine.limits import MAX_BODY_BYTES
 from engine.model import DEFAULT_MAX_SUBSCRIBERS_PER_RUN
 from engine.registry import DEFAULT_TOOL_MODULES
 from functions.shared import wiring
-from functions.shared.settings import ObservabilitySettings, Settings, SettingsError
+from functions.shared.environment import AuthSettings, ObservabilitySettings
+from functions.shared.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {"TABLE_NAME": "t", "STEP_QUEUE_URL": "https://sqs/q.fifo"}
@@ -38,7 +39,6 @@ def test_the_defaults() -> None:
     assert config.max_subscribers == DEFAULT_MAX_SUBSCRIBERS_PER_RUN
     assert config.wait_budget_seconds == 25.0
     assert config.max_body_bytes == MAX_BODY_BYTES
-    assert config.jwks_url is None
 
 
 @pytest.mark.parametrize(
@@ -53,9 +53,6 @@ def test_the_defaults() -> None:
         ("MAX_SUBSCRIBERS_PER_RUN", "3", "max_subscribers", 3),
         ("WAIT_BUDGET_SECONDS", "0", "wait_budget_seconds", 0.0),
         ("MAX_BODY_BYTES", "64", "max_body_bytes", 64),
-        ("JWT_ISSUER", "https://issuer", "jwt_issuer", "https://issuer"),
-        ("JWT_AUDIENCE", "graphflow", "jwt_audience", "graphflow"),
-        ("JWKS_URL", "https://issuer/keys", "jwks_url", "https://issuer/keys"),
     ],
 )
 def test_each_variable_is_parsed(variable: str, text: str, attribute: str, value: Any) -> None:
@@ -113,8 +110,6 @@ def test_every_malformed_variable_is_named_in_the_one_error() -> None:
     [
         ("table_name", "TABLE_NAME"),
         ("step_queue_url", "STEP_QUEUE_URL"),
-        ("jwt_issuer", "JWT_ISSUER"),
-        ("jwt_audience", "JWT_AUDIENCE"),
     ],
 )
 def test_a_missing_variable_is_an_error_only_where_it_is_needed(attribute: str, variable: str) -> None:
@@ -122,6 +117,18 @@ def test_a_missing_variable_is_an_error_only_where_it_is_needed(attribute: str, 
     assert config.ttl_days == 30.0, "reading the settings needs none of them"
     with pytest.raises(SettingsError, match=f"^{variable} is not set; "):
         getattr(config, attribute)
+
+
+def test_the_authorizer_reads_its_issuer_audience_and_keys() -> None:
+    config = AuthSettings.from_env(
+        {"JWT_ISSUER": "https://i", "JWT_AUDIENCE": "a", "JWKS_URL": " https://i/k "}
+    )
+    assert config == AuthSettings("https://i", "a", "https://i/k")
+    assert AuthSettings.from_env({"JWT_ISSUER": "https://i", "JWT_AUDIENCE": "a"}).jwks_url is None
+    with pytest.raises(SettingsError, match=r"^JWT_AUDIENCE is not set; "):
+        AuthSettings.from_env({"JWT_ISSUER": "https://i", "JWT_AUDIENCE": " "})
+    with pytest.raises(SettingsError, match=r"^JWT_ISSUER and JWT_AUDIENCE are not set; "):
+        AuthSettings.from_env({})
 
 
 def test_the_authorizer_needs_no_table_or_queue(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,7 +143,7 @@ def test_the_authorizer_needs_no_table_or_queue(monkeypatch: pytest.MonkeyPatch)
         validator = authorizer.validator()
     finally:
         authorizer.validator.cache_clear()
-    assert validator is not None
+    assert validator.issuer == "https://issuer.example"
 
 
 def test_settings_are_read_once_until_wiring_reset(monkeypatch: pytest.MonkeyPatch) -> None:
