@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 
 from engine import conditions
+from engine.attempt import run_tool
 from engine.graph import Graph
 from engine.limits import MAX_STATE_BYTES, MAX_STATE_DEPTH
 from engine.model import LogType, Run, RunError, RunStatus, StepMessage
+from engine.registry import ToolContext, ToolRegistry
 from engine.step import (
     ERROR_MESSAGE_LIMIT,
     CompiledGraph,
@@ -298,3 +300,36 @@ def test_a_run_past_its_deadline_times_out_before_its_tool_runs() -> None:
     assert types(outcome) == [LogType.RUN_TIMED_OUT]
     assert outcome.next_message is None
     assert run_timed_out(compiled(CHAIN), run_at(), 1e9) is None, "a graph without a timeout never times out"
+
+
+def test_running_the_tool_turns_what_it_did_into_a_result(registry: ToolRegistry) -> None:
+    import threading
+
+    release = threading.Event()
+
+    @registry.tool("t.a")
+    def returns_a_set(state: dict[str, Any], ctx: ToolContext) -> Any:
+        return {"seen": {state["i"]}}
+
+    @registry.tool("t.b")
+    def waits(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        release.wait(5)
+        return {}
+
+    graph = compiled(
+        {
+            "start_node": "a",
+            "nodes": {"a": "t.a", "b": {"tool": "t.b", "timeout_seconds": 30}, "c": "t.missing"},
+        }
+    )
+    returned = run_tool(graph, run_at(), registry)
+    assert returned.result == Returned({"seen": {0}}), "the value is handed over unchecked"
+    assert returned.duration_ms >= 0
+    try:
+        stopped = run_tool(graph, run_at("b"), registry, time_left=0.01)
+    finally:
+        release.set()
+    assert isinstance(stopped.result, TimedOut)
+    assert "ran out of the step's time" in stopped.result.message
+    missing = run_tool(graph, run_at("c"), registry)
+    assert isinstance(missing.result, Raised) and missing.result.type == "ToolNotFoundError"
