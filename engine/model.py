@@ -161,6 +161,74 @@ class RunChanges(BaseModel):
     state_bytes: int | None = None
     """The state's size after these updates; ``None`` leaves the run's as it is."""
 
+    @classmethod
+    def advance(
+        cls, run: Run, *, to: str, next_seq: int, now: float, updates: dict[str, Any] | None = None
+    ) -> RunChanges:
+        """The run moves on to node ``to``: the next step, its first attempt."""
+        return cls(
+            status=RunStatus.RUNNING,
+            current_node=to,
+            step=run.step + 1,
+            attempt=1,
+            next_seq=next_seq,
+            updated_at=now,
+            state_updates=updates or {},
+        )
+
+    @classmethod
+    def retry(cls, run: Run, *, node: str, next_seq: int, now: float, not_before: float) -> RunChanges:
+        """The same step at ``node`` is tried again, no sooner than ``not_before``; the state is unchanged."""
+        return cls(
+            status=RunStatus.RUNNING,
+            current_node=node,
+            step=run.step,
+            attempt=run.attempt + 1,
+            next_seq=next_seq,
+            updated_at=now,
+            not_before=not_before,
+        )
+
+    @classmethod
+    def finish(
+        cls, run: Run, *, node: str, next_seq: int, now: float, updates: dict[str, Any] | None = None
+    ) -> RunChanges:
+        """The run SUCCEEDED: ``node`` was its last step."""
+        return cls(
+            status=RunStatus.SUCCEEDED,
+            current_node=node,
+            step=run.step + 1,
+            attempt=1,
+            next_seq=next_seq,
+            updated_at=now,
+            state_updates=updates or {},
+            finished_at=now,
+        )
+
+    @classmethod
+    def fail(
+        cls,
+        run: Run,
+        *,
+        error: RunError,
+        next_seq: int,
+        now: float,
+        status: RunStatus = RunStatus.FAILED,
+        updates: dict[str, Any] | None = None,
+    ) -> RunChanges:
+        """The run ends with ``error`` at its position: FAILED, or ``status`` (TIMED_OUT, CANCELLED)."""
+        return cls(
+            status=status,
+            current_node=run.current_node,
+            step=run.step,
+            attempt=run.attempt,
+            next_seq=next_seq,
+            updated_at=now,
+            error=error,
+            finished_at=now,
+            state_updates=updates or {},
+        )
+
     def apply(self, run: Run) -> Run:
         """Return ``run`` with these changes, as every store must persist them."""
         update = {name: getattr(self, name) for name in _RUN_FIELDS_CHANGED}

@@ -1,6 +1,6 @@
 """Running a tool, apart from deciding what its result means: in this process, or in a forked child.
 
-:func:`engine.step.execute_step` calls a :class:`ToolRunner` with the tool, a
+:func:`engine.attempt.run_tool` calls a :class:`ToolRunner` with the tool, a
 copy of the state, the context and a time limit, and gets the tool's return
 value or its exception. Two runners:
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from engine.attempt import execute_step
 from engine.errors import (
     BadRequestError,
     GraphNotFoundError,
@@ -52,7 +53,7 @@ from engine.model import (
 from engine.ports import GraphStore, LogSink, RunStore, StepQueue
 from engine.registry import ToolRegistry
 from engine.runner import IN_PROCESS, ForkRunner, ToolRunner
-from engine.step import Clock, CompiledGraph, execute_step
+from engine.step import Clock, CompiledGraph
 from engine.validation import validate_graph
 
 PublishErrorHook = Callable[[Run, Exception], None]
@@ -571,16 +572,7 @@ class WorkflowService:
             message=f"{error.type}: {error.message}",
             data={"error": error.model_dump()},
         )
-        changes = RunChanges(
-            status=status,
-            current_node=run.current_node,
-            step=run.step,
-            attempt=run.attempt,
-            next_seq=run.next_seq + 1,
-            updated_at=now,
-            error=error,
-            finished_at=now,
-        )
+        changes = RunChanges.fail(run, error=error, next_seq=run.next_seq + 1, now=now, status=status)
         committed = self.runs.commit(run_id, run.position, changes, [record])
         self._publish(committed, [record])
         return committed

@@ -1,32 +1,80 @@
-"""The step semantics as a pure function: one node of one run, and what happens next.
+"""What happens after one attempt of a node, as a pure function of values.
 
-:func:`execute_step` reads nothing and writes nothing. Given a graph and a run at
-a position ``(step, attempt)``, it runs the node's tool and returns the changes
-to commit, the log records of the step and the message for the next position.
-The service commits them atomically from the position it read.
+:func:`decide` takes the compiled graph, the run at its position ``(step,
+attempt)``, what the node's tool did (a :data:`ToolResult`: it returned a value,
+raised an error, or ran out of time), the times and the random draw, and returns
+the :class:`StepOutcome`: the changes to commit, the log records of the step and
+the message for the next position. :func:`run_timed_out` is the decision taken
+before the tool runs, when the run's own deadline has passed. Neither runs a
+tool, reads a clock, draws a random number or does I/O: :mod:`engine.attempt`
+runs the tool and hands its result here.
 """
 
 from __future__ import annotations
 
-import random as _random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from engine.conditions import Verdict, compile_condition
-from engine.errors import ConditionError, ToolTimeoutError
+from engine.errors import ConditionError, StateTooLargeError
 from engine.graph import END, Graph
 from engine.limits import MAX_STATE_DEPTH, json_depth, truncate_data, truncate_message, updated_state_bytes
 from engine.model import LogRecord, LogType, Run, RunChanges, RunError, RunStatus, StepMessage
-from engine.registry import ToolContext, ToolRegistry
-from engine.runner import IN_PROCESS, ToolRunner, invoke_tool
 
-__all__ = ["CompiledGraph", "StepOutcome", "execute_step", "invoke_tool", "json_problem"]
+__all__ = [
+    "CompiledGraph",
+    "Raised",
+    "Returned",
+    "StepOutcome",
+    "TimedOut",
+    "ToolResult",
+    "decide",
+    "json_problem",
+    "needs_draw",
+    "run_timed_out",
+]
 
 Clock = Callable[[], float]
 ERROR_MESSAGE_LIMIT = 2000
 _JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True)
+class Returned:
+    """The tool returned ``value`` (``None`` counts as no updates)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Raised:
+    """The tool raised an error of type name ``type`` with ``message``."""
+
+    type: str
+    message: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> Raised:
+        return cls(type(exc).__name__, str(exc))
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    """The tool was stopped at its time limit; ``message`` says which limit."""
+
+    message: str
+
+
+ToolResult = Returned | Raised | TimedOut
+
+
+class _Rejected(Exception):
+    """A returned value the step cannot store: its attempt fails as an error of type ``type_name``."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
 
 
 def json_problem(value: Any, path: str = "") -> str | None:
@@ -62,9 +110,9 @@ class StepOutcome:
 
 
 class _Log:
-    def __init__(self, run: Run, clock: Clock) -> None:
+    def __init__(self, run: Run, now: float) -> None:
         self.run = run
-        self.clock = clock
+        self.now = now
         self.records: list[LogRecord] = []
 
     def add(
@@ -74,13 +122,14 @@ class _Log:
         *,
         node: str | None = None,
         data: dict[str, Any] | None = None,
+        ts: float | None = None,
         **extra: Any,
     ) -> None:
         self.records.append(
             LogRecord(
                 run_id=self.run.run_id,
                 seq=self.run.next_seq + len(self.records),
-                ts=self.clock(),
+                ts=self.now if ts is None else ts,
                 type=type_,
                 step=self.run.step,
                 node=node,
@@ -143,98 +192,78 @@ class CompiledGraph:
 def _fail(
     run: Run,
     log: _Log,
-    now: float,
     error: RunError,
     status: RunStatus = RunStatus.FAILED,
     updates: dict[str, Any] | None = None,
 ) -> StepOutcome:
     type_ = LogType.RUN_TIMED_OUT if status is RunStatus.TIMED_OUT else LogType.RUN_FAILED
     log.add(type_, f"{error.type}: {error.message}", node=error.node, data={"error": error.model_dump()})
-    changes = RunChanges(
-        status=status,
-        current_node=run.current_node,
-        step=run.step,
-        attempt=run.attempt,
-        next_seq=log.next_seq,
-        updated_at=now,
-        error=error,
-        finished_at=now,
-        state_updates=updates or {},
+    changes = RunChanges.fail(
+        run, error=error, next_seq=log.next_seq, now=log.now, status=status, updates=updates
     )
     return StepOutcome(changes, log.records, None)
 
 
-def execute_step(
+def run_timed_out(compiled: CompiledGraph, run: Run, now: float) -> StepOutcome | None:
+    """The run ends TIMED_OUT if, at ``now``, it is past the graph's ``timeout_seconds``; else ``None`` (run the tool)."""
+    graph = compiled.graph
+    if graph.timeout_seconds is None or now - run.created_at <= graph.timeout_seconds:
+        return None
+    node_name = run.current_node or graph.start_node
+    error = RunError(type="RunTimedOut", message=f"run exceeded {graph.timeout_seconds:g}s", node=node_name)
+    return _fail(run, _Log(run, now), error, RunStatus.TIMED_OUT)
+
+
+def needs_draw(compiled: CompiledGraph, run: Run) -> bool:
+    """Whether a failure at ``run``'s position would use the random draw (a full-jitter retry still to come)."""
+    policy = compiled.graph.nodes[run.current_node or compiled.graph.start_node].retry
+    return policy.jitter == "full" and run.attempt < policy.max_attempts
+
+
+def decide(
     compiled: CompiledGraph,
     run: Run,
-    registry: ToolRegistry,
+    result: ToolResult,
     *,
-    clock: Clock = time.time,
-    random: Callable[[], float] = _random.random,
-    runner: ToolRunner = IN_PROCESS,
-    time_left: float | None = None,
+    started: float,
+    now: float,
+    duration_ms: float,
+    draw: float = 1.0,
 ) -> StepOutcome:
-    """Run the node at ``run``'s position and decide what comes next.
+    """What follows the attempt at ``run``'s position whose tool gave ``result``.
 
-    ``runner`` runs the tool (:mod:`engine.runner`). ``time_left`` (seconds)
-    bounds the tool's time limit when it is shorter than the node's
-    ``timeout_seconds``; a tool stopped there fails its attempt with a
-    :class:`ToolTimeoutError` that says it ran out of the step's time.
+    ``started`` (the ``step_started`` record's time) and ``now`` (every other
+    record's, and the commit's) are epoch seconds; ``duration_ms`` is how long
+    the tool ran; ``draw`` in [0, 1) scales a full-jitter retry delay.
+
+    A returned dict of string keys whose values are JSON, not too deep, and
+    whose merge keeps the state within its limits is the step's update, and the
+    run advances along the first edge that holds (or ends, or fails when no edge
+    holds, a condition raises or ``max_steps`` is reached). Anything else fails
+    the attempt, which is retried under the node's policy, caught by its
+    ``catch`` node, or fails the run.
     """
-    graph = compiled.graph
-    log = _Log(run, clock)
-    started = clock()
-    node_name = run.current_node or graph.start_node
-    if graph.timeout_seconds is not None and started - run.created_at > graph.timeout_seconds:
-        error = RunError(
-            type="RunTimedOut", message=f"run exceeded {graph.timeout_seconds:g}s", node=node_name
-        )
-        return _fail(run, log, started, error, RunStatus.TIMED_OUT)
-    node = graph.nodes[node_name]
-    ctx = ToolContext(run.run_id, run.graph_id, node_name, run.step, run.attempt)
+    node_name = run.current_node or compiled.graph.start_node
+    node = compiled.graph.nodes[node_name]
+    log = _Log(run, now)
     log.add(
         LogType.STEP_STARTED,
         f"{node_name} ({node.tool}) attempt {run.attempt}",
         node=node_name,
         attempt=run.attempt,
+        ts=started,
     )
-    tick = time.perf_counter()
+    if isinstance(result, Raised):
+        return _after_failure(compiled, run, log, node_name, result.type, result.message, duration_ms, draw)
+    if isinstance(result, TimedOut):
+        return _after_failure(
+            compiled, run, log, node_name, "ToolTimeoutError", result.message, duration_ms, draw
+        )
     try:
-        tool = registry.get(node.tool)
-        limit = node.timeout_seconds
-        if time_left is not None and (limit is None or time_left < limit):
-            try:
-                result = runner.run(tool, run.state.copy(), ctx, max(time_left, 0.001))
-            except ToolTimeoutError:
-                raise ToolTimeoutError(
-                    f"tool {node.tool!r} ran out of the step's time ({time_left:.3g}s left in the invocation)"
-                ) from None
-        else:
-            result = runner.run(tool, run.state.copy(), ctx, limit)
-        if result is None:
-            result = {}
-        if not isinstance(result, dict):
-            raise TypeError(
-                f"tool {node.tool!r} returned {type(result).__name__}, expected a dict of state updates"
-            )
-        bad_keys = [key for key in result if not isinstance(key, str)]
-        if bad_keys:
-            raise TypeError(
-                f"tool {node.tool!r} returned the keys {bad_keys!r}: state update keys must be strings"
-            )
-        depth = json_depth(result)
-        if depth > MAX_STATE_DEPTH:
-            raise ValueError(
-                f"tool {node.tool!r} returned state nested {depth} levels deep; the limit is {MAX_STATE_DEPTH}"
-            )
-        problem = json_problem(result)
-        if problem is not None:
-            raise TypeError(f"tool {node.tool!r} returned state that is not JSON: {problem}")
-        size = updated_state_bytes(run.state, result, run.state_bytes, f"the state after {node_name!r}")
-    except Exception as exc:
-        return _after_failure(compiled, run, log, node_name, exc, (time.perf_counter() - tick) * 1000, random)
-    duration_ms = (time.perf_counter() - tick) * 1000
-    keys = ", ".join(sorted(result)) or "nothing"
+        updates, size = _checked_updates(node.tool, node_name, run, result.value)
+    except _Rejected as exc:
+        return _after_failure(compiled, run, log, node_name, exc.type_name, str(exc), duration_ms, draw)
+    keys = ", ".join(sorted(updates)) or "nothing"
     log.add(
         LogType.STEP_SUCCEEDED,
         f"{node_name} updated {keys}",
@@ -242,10 +271,43 @@ def execute_step(
         attempt=run.attempt,
         duration_ms=round(duration_ms, 3),
     )
-    state = run.state | result
-    outcome = _advance(compiled, run, log, node_name, state, result)
+    outcome = _advance(compiled, run, log, node_name, run.state | updates, updates)
     outcome.changes.state_bytes = size
     return outcome
+
+
+def _checked_updates(tool: str, node_name: str, run: Run, value: Any) -> tuple[dict[str, Any], int]:
+    """``value`` as the step's state updates and the state's size after them.
+
+    :class:`_Rejected` (the error the attempt fails with) if it cannot be.
+    """
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise _Rejected(
+            "TypeError", f"tool {tool!r} returned {type(value).__name__}, expected a dict of state updates"
+        )
+    bad_keys = [key for key in value if not isinstance(key, str)]
+    if bad_keys:
+        raise _Rejected(
+            "TypeError", f"tool {tool!r} returned the keys {bad_keys!r}: state update keys must be strings"
+        )
+    depth = json_depth(value)
+    if depth > MAX_STATE_DEPTH:
+        raise _Rejected(
+            "ValueError",
+            f"tool {tool!r} returned state nested {depth} levels deep; the limit is {MAX_STATE_DEPTH}",
+        )
+    problem = json_problem(value)
+    if problem is not None:
+        raise _Rejected("TypeError", f"tool {tool!r} returned state that is not JSON: {problem}")
+    try:
+        size = updated_state_bytes(run.state, value, run.state_bytes, f"the state after {node_name!r}")
+    except StateTooLargeError as exc:
+        raise _Rejected("StateTooLargeError", str(exc)) from None
+    except ValueError as exc:
+        raise _Rejected("ValueError", str(exc)) from None
+    return value, size
 
 
 def _advance(
@@ -257,14 +319,12 @@ def _advance(
     updates: dict[str, Any],
 ) -> StepOutcome:
     graph = compiled.graph
-    now = log.clock()
     try:
         target, why, keys = compiled.choose_edge(node_name, state)
     except ConditionError as exc:
         return _fail(
             run,
             log,
-            now,
             RunError(type="ConditionFailed", message=exc.message, node=node_name),
             updates=updates,
         )
@@ -275,23 +335,14 @@ def _advance(
             message=f"no edge from {node_name!r} matched and it has no default (looked at {', '.join(keys) or 'no keys'}): {reasons}",
             node=node_name,
         )
-        return _fail(run, log, now, error, updates=updates)
+        return _fail(run, log, error, updates=updates)
     if target is None:
         log.add(
             LogType.RUN_SUCCEEDED,
             f"run succeeded at {node_name} after {run.step + 1} steps",
             node=node_name,
         )
-        changes = RunChanges(
-            status=RunStatus.SUCCEEDED,
-            current_node=node_name,
-            step=run.step + 1,
-            attempt=1,
-            next_seq=log.next_seq,
-            updated_at=now,
-            state_updates=updates,
-            finished_at=now,
-        )
+        changes = RunChanges.finish(run, node=node_name, next_seq=log.next_seq, now=log.now, updates=updates)
         return StepOutcome(changes, log.records, None)
     log.add(LogType.EDGE_TAKEN, why, node=node_name, data={"to": target, "keys": keys})
     if run.step + 1 >= graph.max_steps:
@@ -300,16 +351,8 @@ def _advance(
             message=f"run reached max_steps={graph.max_steps} before {target!r}; the graph may loop without end",
             node=node_name,
         )
-        return _fail(run, log, now, error, updates=updates)
-    changes = RunChanges(
-        status=RunStatus.RUNNING,
-        current_node=target,
-        step=run.step + 1,
-        attempt=1,
-        next_seq=log.next_seq,
-        updated_at=now,
-        state_updates=updates,
-    )
+        return _fail(run, log, error, updates=updates)
+    changes = RunChanges.advance(run, to=target, next_seq=log.next_seq, now=log.now, updates=updates)
     return StepOutcome(changes, log.records, StepMessage(run_id=run.run_id, step=run.step + 1))
 
 
@@ -318,16 +361,17 @@ def _after_failure(
     run: Run,
     log: _Log,
     node_name: str,
-    exc: Exception,
+    error_type: str,
+    message: str,
     duration_ms: float,
-    random: Callable[[], float],
+    draw: float,
 ) -> StepOutcome:
     node = compiled.graph.nodes[node_name]
-    now = log.clock()
-    text = str(exc) or type(exc).__name__
+    now = log.now
+    text = message or error_type
     if len(text) > ERROR_MESSAGE_LIMIT:
         text = text[:ERROR_MESSAGE_LIMIT] + f"... ({len(text) - ERROR_MESSAGE_LIMIT} more characters)"
-    error = RunError(type=type(exc).__name__, message=text, node=node_name)
+    error = RunError(type=error_type, message=text, node=node_name)
     log.add(
         LogType.STEP_FAILED,
         f"{node_name} attempt {run.attempt} failed: {error.type}: {error.message}",
@@ -338,7 +382,7 @@ def _after_failure(
     )
     policy = node.retry
     if run.attempt < policy.max_attempts:
-        delay = policy.delay(run.attempt, random())
+        delay = policy.delay(run.attempt, draw)
         log.add(
             LogType.RETRY_SCHEDULED,
             f"{node_name} attempt {run.attempt + 1} of {policy.max_attempts} in {delay:.3g}s",
@@ -347,19 +391,11 @@ def _after_failure(
             data={"delay_seconds": delay},
         )
         not_before = now + delay
-        changes = RunChanges(
-            status=RunStatus.RUNNING,
-            current_node=node_name,
-            step=run.step,
-            attempt=run.attempt + 1,
-            next_seq=log.next_seq,
-            updated_at=now,
-            not_before=not_before,
-        )
-        message = StepMessage(
+        changes = RunChanges.retry(run, node=node_name, next_seq=log.next_seq, now=now, not_before=not_before)
+        message_ = StepMessage(
             run_id=run.run_id, step=run.step, attempt=run.attempt + 1, not_before=not_before
         )
-        return StepOutcome(changes, log.records, message)
+        return StepOutcome(changes, log.records, message_)
     if node.catch is not None:
         updates = {"error": error.model_dump()}
         log.add(
@@ -374,15 +410,7 @@ def _after_failure(
                 message=f"run reached max_steps={compiled.graph.max_steps}",
                 node=node_name,
             )
-            return _fail(run, log, now, limit, updates=updates)
-        changes = RunChanges(
-            status=RunStatus.RUNNING,
-            current_node=node.catch,
-            step=run.step + 1,
-            attempt=1,
-            next_seq=log.next_seq,
-            updated_at=now,
-            state_updates=updates,
-        )
+            return _fail(run, log, limit, updates=updates)
+        changes = RunChanges.advance(run, to=node.catch, next_seq=log.next_seq, now=now, updates=updates)
         return StepOutcome(changes, log.records, StepMessage(run_id=run.run_id, step=run.step + 1))
-    return _fail(run, log, now, error)
+    return _fail(run, log, error)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -20,13 +19,14 @@ from engine.errors import BadRequestError, PayloadTooLargeError, TooDeepError
 from engine.graph import loads_definition
 from engine.limits import MAX_BODY_BYTES, MAX_BODY_DEPTH, NUMBER_HOOKS, has_lone_surrogate, text_depth
 from functions.api.errors import MalformedJsonError
+from functions.shared.settings import settings
 
 DEFAULT_MAX_BODY_BYTES = MAX_BODY_BYTES
 
 
 def max_body_bytes() -> int:
     """The largest request body accepted (``MAX_BODY_BYTES``, default 1 MiB)."""
-    return int(os.environ.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+    return settings().max_body_bytes
 
 
 def _check_size(size: int) -> None:

@@ -6,25 +6,25 @@ Takes the token from ``Authorization: Bearer <token>`` or ``?token=<token>``
 caller ``"{iss}|{sub}"`` as ``principalId`` (the WebSocket handler reads it from
 ``requestContext.authorizer``); anything else is denied (API Gateway answers 403).
 
-Configuration (environment): ``JWT_ISSUER``, ``JWT_AUDIENCE``, and optionally
-``JWKS_URL`` (default ``{issuer}/.well-known/jwks.json``).
+Configuration (environment, :class:`functions.shared.environment.AuthSettings`, read
+when the validator is first made): ``JWT_ISSUER``, ``JWT_AUDIENCE``, and
+optionally ``JWKS_URL`` (default ``{issuer}/.well-known/jwks.json``).
 """
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from typing import Any
 
+from functions.shared.environment import AuthSettings
 from functions.shared.observability import logger
 from functions.shared.tokens import InvalidTokenError, JwtValidator, bearer_token
 
 
 @cache
 def validator() -> JwtValidator:
-    return JwtValidator(
-        os.environ["JWT_ISSUER"], os.environ["JWT_AUDIENCE"], jwks_url=os.environ.get("JWKS_URL") or None
-    )
+    config = AuthSettings.from_env()
+    return JwtValidator(config.jwt_issuer, config.jwt_audience, jwks_url=config.jwks_url)
 
 
 def policy(principal: str, effect: str, resource: str) -> dict[str, Any]:

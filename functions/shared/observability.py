@@ -14,11 +14,13 @@ publish``.
 
 ``logger`` writes Powertools' JSON lines, or one short line of text per record
 when ``GRAPHFLOW_LOG_FORMAT`` is ``text`` (:mod:`functions.shared.log_lines`).
+
+These variables (:class:`functions.shared.environment.ObservabilitySettings`) are
+read once, at import, where the three objects are made.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar, cast, overload
 
@@ -26,6 +28,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from functions.shared import log_lines
+from functions.shared.environment import ObservabilitySettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,13 +56,14 @@ def _metrics(namespace: str) -> Metrics:
 
 
 def _logger() -> Logger:
-    if os.environ.get(log_lines.FORMAT_VARIABLE, "json").strip().lower() == "text":
+    if _settings.log_format == "text":
         return Logger(json_serializer=log_lines.text_line)
     return Logger()
 
 
+_settings = ObservabilitySettings.from_env()
 logger = _logger()
-metrics = _metrics(os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "graphflow"))
+metrics = _metrics(_settings.metrics_namespace)
 
 
 class TracingOff:
@@ -88,7 +92,7 @@ def _unchanged(func: F) -> F:
 
 
 def tracing_enabled() -> bool:
-    return os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() not in ("true", "1")
+    return not _settings.trace_disabled
 
 
 def _tracer() -> TracingOff:

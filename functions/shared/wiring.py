@@ -4,93 +4,31 @@ Nothing here runs at import: the service is built on the first request that
 needs it, and each boto3 client when a request first talks to its service (a
 ``GET`` of a run makes no SQS, S3 or WebSocket client), all from one session.
 
-Configuration (environment):
-
-* ``TABLE_NAME``: the DynamoDB table (graphs, runs, logs, connections).
-* ``BLOB_BUCKET``: S3 bucket for state values too large for a DynamoDB item.
-* ``STEP_QUEUE_URL``: the FIFO step queue.
-* ``WS_MANAGEMENT_ENDPOINT``: the API Gateway management endpoint
-  (``https://{api-id}.execute-api.{region}.amazonaws.com/{stage}``) used to
-  post log records to WebSocket subscribers; no subscribers are served without it.
-* ``WORKFLOW_TOOL_MODULES``: comma-separated modules that register tools,
-  loaded after the built-in ones (``engine.tools.dq``).
-* ``WORKFLOW_BUILTIN_TOOLS``: ``false`` leaves the built-in tools out.
-* ``RUN_TTL_DAYS``: days a finished run and its log are kept (default 30).
-* ``STEP_ISOLATION``: which step records run their tool in a forked child:
-  ``suspects`` (default: the redelivered ones), ``always`` or ``never``.
-* ``STEP_FUNCTION_TIMEOUT_SECONDS``: the step function's timeout; nodes whose
-  ``timeout_seconds`` does not fit in it are refused at graph creation. Unset: not checked.
-* ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` (set by Lambda): sizes an isolated tool's memory limit.
-* ``MAX_SUBSCRIBERS_PER_RUN``: WebSocket connections one run takes (default 100).
-* ``WS_REPLAY_QUEUE_URL``: the standard queue a ``$connect`` with ``?run_id=`` sends its
-  subscription to, served by the WebSocket function once the connection is open.
-* ``AWS_ENDPOINT_URL``: honoured by boto3 itself; the local stack points it at moto.
+Configuration: the environment variables of :class:`functions.shared.settings.Settings`
+(the table, bucket, queue, WebSocket endpoint, tool modules, TTL, isolation,
+step timeout, memory, subscriber cap, WebSocket replay queue), read once by :func:`settings`.
+``AWS_ENDPOINT_URL`` is honoured by boto3 itself; the local stack points it at moto.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from engine.model import DEFAULT_MAX_SUBSCRIBERS_PER_RUN, PublishResult, Run
-from engine.registry import REGISTRY, configured_tool_modules, load_tool_modules
+from engine.model import PublishResult, Run
+from engine.registry import REGISTRY, load_tool_modules
 from engine.runner import ForkRunner
 from engine.service import WorkflowService, max_node_timeout
 from functions.shared.observability import logger, metrics
-
-ISOLATION_MODES = ("suspects", "always", "never")
+from functions.shared.settings import settings as settings  # noqa: PLC0414 (re-exported: wiring.settings())
 
 if TYPE_CHECKING:
     from engine.aws.broadcast import WebSocketBroadcaster
     from engine.aws.dynamodb import DynamoStore
     from engine.subscriptions import ReplayRequest, Subscriptions
-
-
-@dataclass(frozen=True)
-class Settings:
-    table_name: str
-    blob_bucket: str | None
-    step_queue_url: str
-    ws_endpoint: str | None
-    tool_modules: tuple[str, ...]
-    ttl_days: float
-    isolation: str = "suspects"
-    step_function_timeout_seconds: float | None = None
-    function_memory_mb: int | None = None
-    max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS_PER_RUN
-    replay_queue_url: str | None = None
-
-    def isolates(self, receives: int) -> bool:
-        """Whether a record delivered ``receives`` times runs its tool in a forked child."""
-        return self.isolation == "always" or (self.isolation == "suspects" and receives > 1)
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        isolation = os.environ.get("STEP_ISOLATION", "suspects").strip().lower() or "suspects"
-        if isolation not in ISOLATION_MODES:
-            raise ValueError(f"STEP_ISOLATION must be one of {', '.join(ISOLATION_MODES)}, not {isolation!r}")
-        step_timeout = os.environ.get("STEP_FUNCTION_TIMEOUT_SECONDS")
-        memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        return cls(
-            table_name=os.environ["TABLE_NAME"],
-            blob_bucket=os.environ.get("BLOB_BUCKET") or None,
-            step_queue_url=os.environ["STEP_QUEUE_URL"],
-            ws_endpoint=os.environ.get("WS_MANAGEMENT_ENDPOINT") or None,
-            tool_modules=configured_tool_modules(
-                os.environ.get("WORKFLOW_TOOL_MODULES"), os.environ.get("WORKFLOW_BUILTIN_TOOLS")
-            ),
-            ttl_days=float(os.environ.get("RUN_TTL_DAYS", "30")),
-            isolation=isolation,
-            step_function_timeout_seconds=float(step_timeout) if step_timeout else None,
-            function_memory_mb=int(memory) if memory else None,
-            max_subscribers=int(os.environ.get("MAX_SUBSCRIBERS_PER_RUN") or DEFAULT_MAX_SUBSCRIBERS_PER_RUN),
-            replay_queue_url=os.environ.get("WS_REPLAY_QUEUE_URL") or None,
-        )
 
 
 _clients_lock = threading.Lock()
@@ -142,11 +80,6 @@ class LazyClient:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(client(self._service, self._endpoint_url, self._max_pool_connections), name)
-
-
-@cache
-def settings() -> Settings:
-    return Settings.from_env()
 
 
 @cache

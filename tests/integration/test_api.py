@@ -224,6 +224,7 @@ def test_base64_encoded_bodies(api: Api) -> None:
 
 def test_body_over_the_limit_is_413_and_stores_nothing(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_BODY_BYTES", "64")
+    wiring.reset()
     reply = api("api_create_graph", body={**LOOP_GRAPH, "description": "x" * 100})
     assert reply.status == 413
     assert reply.json()["code"] == "payload_too_large"
@@ -375,6 +376,7 @@ def test_wait_answers_200_for_a_run_that_failed(api: Api) -> None:
 
 def test_wait_hands_a_long_run_to_the_queue(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WAIT_BUDGET_SECONDS", "0")
+    wiring.reset()
     graph_id = api.create_graph(LOOP_GRAPH)
     reply = api("api_start_run_wait", body={"graph_id": graph_id, "wait": True})
     assert reply.status == 202

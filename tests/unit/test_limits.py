@@ -11,9 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import InProcessDriver, RunStatus, ToolContext, ToolRegistry, WorkflowService, conditions, limits
+from engine.attempt import execute_step
 from engine.errors import BadRequestError, GraphNotFoundError, RunActiveError, StateTooLargeError
 from engine.service import LOCAL_OWNER
-from engine.step import CompiledGraph, execute_step
+from engine.step import CompiledGraph
 
 CHAIN = {"name": "chain", "start_node": "a", "nodes": {"a": "t.inc"}}
 

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from engine import FakeClock, InProcessDriver, LogType, Run, RunStatus, StepMessage, ToolContext, ToolRegistry
+from engine.attempt import execute_step
 from engine.graph import Graph
 from engine.model import LogRecord
-from engine.step import CompiledGraph, execute_step
+from engine.step import CompiledGraph
 from tests.unit.conftest import Definition, log_types
 
 RunGraph = Callable[..., Run]

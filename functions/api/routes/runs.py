@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -30,7 +29,6 @@ from functions.shared.observability import logger, metrics, tracer
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
 
-DEFAULT_WAIT_BUDGET_SECONDS = 25.0
 RESPONSE_MARGIN_SECONDS = 2.0
 
 RunId = Annotated[str, Path(min_length=1, max_length=128)]
@@ -52,7 +50,7 @@ def wait_budget_seconds(context: Any) -> float:
 
     Never more than the Lambda invocation has left, less a margin to answer in.
     """
-    budget = float(os.environ.get("WAIT_BUDGET_SECONDS", DEFAULT_WAIT_BUDGET_SECONDS))
+    budget = wiring.settings().wait_budget_seconds
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if callable(remaining):
         budget = min(budget, remaining() / 1000 - RESPONSE_MARGIN_SECONDS)
