@@ -107,6 +107,7 @@ from engine.aws.runlog import (
     new_token,
     page_items,
 )
+from engine.aws.state import StateValues, parse_entry
 from engine.blobs import DEFAULT_CACHE_BYTES, DEFAULT_INLINE_LIMIT, BlobStore, ValueCodec, size_of
 from engine.errors import (
     ConflictError,
@@ -118,6 +119,7 @@ from engine.errors import (
     TooManySubscribersError,
 )
 from engine.graph import Graph
+from engine.lazystate import LazyState
 from engine.model import (
     DEFAULT_MAX_SUBSCRIBERS_PER_RUN,
     DeliveryNote,
@@ -135,8 +137,7 @@ if TYPE_CHECKING:
 DAY = 86_400
 CONNECTION_TTL_SECONDS = 3 * 3600
 STATE_BUDGET = 64 * 1024
-MAX_INLINE_STATE = 350 * 1024
-MIN_OFFLOAD = 512
+"""The most the run item's ``state`` manifest may hold (inline values and references)."""
 MAX_KEYS_PER_UPDATE = 100
 _POSITIONS = 512
 _BATCH = 25
@@ -180,7 +181,8 @@ class _Position:
 
     log_token: str | None
     next_seq: int
-    sizes: dict[str, int]
+    entries: dict[str, str]
+    """The state manifest: stored key to entry text (:mod:`engine.aws.state`)."""
 
 
 class DynamoStore:
@@ -215,6 +217,7 @@ class DynamoStore:
         self.codec = ValueCodec(blobs, inline_limit=inline_limit, cache_bytes=blob_cache_bytes)
         self.ttl_seconds = int(ttl_days * DAY)
         self.state_budget = state_budget
+        self.values = StateValues(client, table_name, self.codec, self.ttl_seconds, blob_cache_bytes)
         self._positions: OrderedDict[tuple[str, int, int], _Position] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -312,10 +315,12 @@ class DynamoStore:
     def create_run(self, run: Run, records: list[LogRecord]) -> Run:
         if records:
             check_sequence(records, run.next_seq - len(records))
-        entries = {_state_key(k): self.codec.encode(v) for k, v in run.state.items()}
-        self._fit(entries, 0)
-        token = new_token() if records else None
         now = int(time.time())
+        entries = self.values.place(
+            _run_pk(run.run_id), {_state_key(k): v for k, v in run.state.items()}, {}, now
+        )
+        self._check_manifest(entries)
+        token = new_token() if records else None
         item = self._run_item(run, entries, token, now)
         logs = log_items(_run_pk(run.run_id), records, token, None, now + self.ttl_seconds) if token else []
         if run.idempotency_key:
@@ -410,40 +415,52 @@ class DynamoStore:
     def commit(
         self, run_id: str, expected: tuple[int, int], changes: RunChanges, records: list[LogRecord]
     ) -> Run:
-        """Write the records' log item, then update the run if it is still where it was read.
+        """Write the changed values and the records' log item, then update the run if it is still where it was read.
 
-        Large new values are uploaded first, so a committed reference always
-        points at a stored blob.
+        Values and log items are written first, under keys no committed item
+        points to yet (see :mod:`engine.aws.state` and :mod:`engine.aws.runlog`).
+        The update returns the run item as it was (``ALL_OLD``: a few hundred
+        bytes, whose subscribers the commit does not change); the run returned is
+        that item with the changes applied, its state a :class:`LazyState` that
+        holds the changed values.
         """
         position = self._position(run_id, expected, records[0].seq if records else None)
         check_sequence(records, position.next_seq)
-        entries, whole = self._plan_state(run_id, expected, position, changes.state_updates)
         now = int(time.time())
+        pk = _run_pk(run_id)
+        updates = {_state_key(k): v for k, v in changes.state_updates.items()}
+        unchanged = {k: v for k, v in position.entries.items() if k not in updates}
+        entries = self.values.place(pk, updates, unchanged, now)
+        entries.update(self.values.refreshed(pk, unchanged, now))
+        manifest = {**position.entries, **entries}
+        self._check_manifest(manifest)
         token = position.log_token
         if records:
             token = new_token()
             expires = now + self.ttl_seconds
-            for log in log_items(_run_pk(run_id), records, token, position.log_token, expires):
+            for log in log_items(pk, records, token, position.log_token, expires):
                 self._put(log)
 
-        update = Update()
-        update.set("status", s(changes.status.value))
-        update.set_or_remove("node", s(changes.current_node) if changes.current_node is not None else None)
-        update.set("step", n(changes.step))
-        update.set("attempt", n(changes.attempt))
-        update.set("next_seq", n(changes.next_seq))
-        update.set("updated_at", n(changes.updated_at))
-        update.set_or_remove("not_before", n(changes.not_before) if changes.not_before is not None else None)
-        update.set_or_remove("error", s(changes.error.model_dump_json()) if changes.error else None)
-        update.set_or_remove(
-            "finished_at", n(changes.finished_at) if changes.finished_at is not None else None
-        )
+        fields: dict[str, Any] = {
+            "status": s(changes.status.value),
+            "node": s(changes.current_node) if changes.current_node is not None else None,
+            "step": n(changes.step),
+            "attempt": n(changes.attempt),
+            "next_seq": n(changes.next_seq),
+            "updated_at": n(changes.updated_at),
+            "not_before": n(changes.not_before) if changes.not_before is not None else None,
+            "error": s(changes.error.model_dump_json()) if changes.error else None,
+            "finished_at": n(changes.finished_at) if changes.finished_at is not None else None,
+        }
         if changes.status.terminal:
-            update.set("expires_at", n(now + self.ttl_seconds))
+            fields["expires_at"] = n(now + self.ttl_seconds)
         if token is not None:
-            update.set("log_token", s(token))
-        if whole:
-            update.set("state", {"M": {k: s(v) for k, v in entries.items()}})
+            fields["log_token"] = s(token)
+        update = Update()
+        for name, value in fields.items():
+            update.set_or_remove(name, value)
+        if len(entries) > MAX_KEYS_PER_UPDATE:
+            update.set("state", {"M": {k: s(v) for k, v in manifest.items()}})
         else:
             for key, value in entries.items():
                 update.set(key, s(value), within="state")
@@ -452,7 +469,7 @@ class DynamoStore:
             out = self.client.update_item(
                 TableName=self.table,
                 Key=_run_key(run_id),
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **update.params(condition),
             )
@@ -463,9 +480,12 @@ class DynamoStore:
                     raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id) from None
                 raise StaleStepError(f"run {run_id} is no longer at {expected}", run_id=run_id) from None
             raise self._translated(exc) from exc
-        item = out["Attributes"]
+        self._forget(run_id, *expected)
+        item: Item = {k: v for k, v in cast(Item, out["Attributes"]).items() if k not in fields}
+        item.update({k: v for k, v in fields.items() if v is not None})
+        item["state"] = {"M": {k: s(v) for k, v in manifest.items()}}
         self._remember(item)
-        return self._run(item)
+        return self._run(item, loaded=changes.state_updates)
 
     def note_delivery(self, run_id: str, note: DeliveryNote) -> bool:
         """One conditional ``UpdateItem`` of the run's ``delivery`` attribute, at the note's position."""
@@ -689,15 +709,15 @@ class DynamoStore:
         item.update({k: v for k, v in optional.items() if v is not None})
         return item
 
-    def _run(self, item: Item) -> Run:
+    def _run(self, item: Item, loaded: dict[str, Any] | None = None) -> Run:
+        """The run an item holds; its state loads values when they are read (``loaded`` are at hand)."""
         error = text(item, "error")
         delivery = text(item, "delivery")
-        return Run(
+        run = Run(
             run_id=item["pk"]["S"][len("RUN#") :],
             graph_id=item["graph_id"]["S"],
             graph_version=integer(item, "graph_version"),
             status=RunStatus(item["status"]["S"]),
-            state={_state_name(k): self.codec.decode(v["S"]) for k, v in item["state"]["M"].items()},
             current_node=text(item, "node"),
             step=integer(item, "step"),
             attempt=integer(item, "attempt"),
@@ -712,52 +732,28 @@ class DynamoStore:
             subscribers=sorted(item.get("subs", {}).get("SS", [])),
             delivery=DeliveryNote.model_validate_json(delivery) if delivery else None,
         )
+        return run.model_copy(update={"state": self._state(run.run_id, item, loaded or {})})
+
+    def _state(self, run_id: str, item: Item, loaded: dict[str, Any]) -> LazyState:
+        entries = {_state_name(k): v["S"] for k, v in item["state"]["M"].items()}
+        sizes = {
+            k: e.size for k, e in ((k, parse_entry(v)) for k, v in entries.items()) if e.size is not None
+        }
+        pk = _run_pk(run_id)
+
+        def load(keys: list[str]) -> dict[str, Any]:
+            values = self.values.load(pk, {_state_key(k): entries[k] for k in keys})
+            return {_state_name(k): v for k, v in values.items()}
+
+        return LazyState(entries, load, sizes, {k: v for k, v in loaded.items() if k in entries})
 
     # state
 
-    def _plan_state(
-        self, run_id: str, expected: tuple[int, int], position: _Position, updates: dict[str, Any]
-    ) -> tuple[dict[str, str], bool]:
-        """The state entries a commit writes, and whether they replace the whole map.
-
-        Changed keys are set one by one; past :data:`MAX_KEYS_PER_UPDATE` (an update
-        expression is limited to 4 KB) the map is read and written whole instead.
-        """
-        entries = {_state_key(k): self.codec.encode(v) for k, v in updates.items()}
-        if len(entries) <= MAX_KEYS_PER_UPDATE:
-            unchanged = sum(size for key, size in position.sizes.items() if key not in entries)
-            self._fit(entries, unchanged)
-            return entries, False
-        item = self._get(_run_key(run_id), ("state", "step", "attempt", "status", "log_token"))
-        if item is None:
-            raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
-        if (
-            (integer(item, "step"), integer(item, "attempt")) != expected
-            or item["status"]["S"] not in _ACTIVE
-            or text(item, "log_token") != position.log_token
-        ):
-            raise StaleStepError(f"run {run_id} is no longer at {expected}", run_id=run_id)
-        whole = {k: v["S"] for k, v in item["state"]["M"].items()}
-        whole.update(entries)
-        self._fit(whole, 0)
-        return whole, True
-
-    def _fit(self, entries: dict[str, str], unchanged: int) -> None:
-        """Offload the largest of ``entries`` until the inline state is within the budget."""
-        sizes = {k: _entry_size(k, v) for k, v in entries.items()}
-        total = unchanged + sum(sizes.values())
-        if total > self.state_budget and self.codec.blobs is not None:
-            for key in sorted(entries, key=sizes.__getitem__, reverse=True):
-                if total <= self.state_budget:
-                    break
-                if size_of(entries[key]) < MIN_OFFLOAD:
-                    continue
-                entries[key] = self.codec.offload(entries[key])
-                total += _entry_size(key, entries[key]) - sizes[key]
-        if total > MAX_INLINE_STATE:
+    def _check_manifest(self, entries: dict[str, str]) -> None:
+        total = sum(_entry_size(k, v) for k, v in entries.items())
+        if total > self.state_budget:
             raise PayloadTooLargeError(
-                f"the run's state needs {total} bytes in its item; the limit is {MAX_INLINE_STATE}"
-                + ("" if self.codec.blobs is not None else " (no blob store is configured)")
+                f"the run's state manifest needs {total} bytes in its item; the limit is {self.state_budget}"
             )
 
     # positions read
@@ -770,7 +766,7 @@ class DynamoStore:
         position = _Position(
             log_token=text(item, "log_token"),
             next_seq=integer(item, "next_seq"),
-            sizes={k: _entry_size(k, v["S"]) for k, v in item["state"]["M"].items()},
+            entries={k: v["S"] for k, v in item["state"]["M"].items()},
         )
         with self._lock:
             self._positions[key] = position

@@ -1,0 +1,260 @@
+"""A run's state in DynamoDB: a small manifest in the run item, each value where its size is cheapest.
+
+The run item's ``state`` map holds, per top-level state key, one *entry* (a JSON text):
+
+* the value itself, if its JSON is at most :data:`INLINE_VALUE_LIMIT` bytes and the
+  inline entries stay within :data:`INLINE_BUDGET`;
+* ``{"$ref":["i", digest, size, expires]}``: the value is the item
+  ``pk=RUN#{run_id}``, ``sk=VAL#{digest}`` (attribute ``v``, its JSON text),
+  ``digest`` the SHA-256 of that text, kept until ``expires`` (its TTL);
+* ``{"$ref":["s", blob_key, size]}``: the value is an S3 blob (content-addressed,
+  :mod:`engine.blobs`), for values over the codec's ``inline_limit``;
+* ``{"$blob": key}``: a blob written before manifests existed (size unknown).
+
+So the run item holds a few hundred bytes plus the small values, whatever the
+state's size, and DynamoDB (which bills an ``UpdateItem`` by the whole item)
+bills a commit on that, not on the state.
+
+Why a commit stays exactly once and a crash loses nothing. A commit writes the
+values it changes *before* its conditional ``UpdateItem`` of the run (the one
+that checks the position and log token, :mod:`engine.aws.runlog`). Value items
+and blobs are content-addressed: a write never changes what a key holds (the
+same key means the same bytes), so writing one can never alter a value a
+committed manifest points to, whoever writes it and whenever. Only the
+manifest names values, and only a successful conditional update changes the
+manifest; exactly one writer per position passes the condition. Hence:
+
+* a crash after writing values and before the commit leaves the committed
+  manifest as it was, pointing at values that were all written before it was
+  committed; the new items are orphans;
+* of two workers at one position (a redelivered message, an inline run and its
+  watchdog), the loser's values are orphans unless identical to the winner's,
+  in which case they are the same item; the state readers see is the winner's;
+* a reader follows a manifest it read strongly consistent to items written
+  before that manifest was committed.
+
+Expiry. A value item expires :data:`VALUE_TTL_FACTOR` ``* ttl`` after it is written
+(orphans go then). Rewriting the same content only moves ``expires`` later. A
+commit rewrites, from the manifest it read, every referenced item whose expiry is
+less than ``ttl`` away, so a committed manifest points at items that live at least
+``ttl`` past the commit: past the run's own TTL (``ttl`` after it finishes) for a
+finished run; an active run commits again long before (a step message lives at
+most 14 days in SQS, less than ``ttl``'s default of 30 days).
+
+Reads. A value item never changes, so it is first read eventually consistent
+(half price); a key it does not return (possible only right after the write) is
+read again strongly consistent. Texts of items read or written are cached by
+digest, as blob contents are (:class:`engine.blobs.BlobCache`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from botocore.exceptions import ClientError
+
+from engine.aws.attributes import Item, is_too_large, n, s
+from engine.blobs import BLOB_REF, VALUE_REF, BlobCache, ValueCodec
+from engine.errors import NotFoundError, PayloadTooLargeError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+INLINE_VALUE_LIMIT = 256
+"""The largest JSON text of one value kept in the run item."""
+INLINE_BUDGET = 4 * 1024
+"""The most inline value text a run item holds; past it, small values go to items too."""
+VALUE_TTL_FACTOR = 2
+VALUE_PREFIX = "VAL#"
+MAX_VALUE_ITEM = 390 * 1024
+"""The largest value text an item holds (DynamoDB's item limit is 400 KB with the key)."""
+_BATCH_GET = 100
+_ATTEMPTS = 8
+_INLINE, _ITEM, _BLOB, _OLD_BLOB = "inline", "i", "s", "old"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One parsed manifest entry."""
+
+    kind: str
+    text: str
+    size: int | None
+    where: str | None = None
+    expires: int | None = None
+
+
+def parse_entry(text: str) -> Entry:
+    """What an entry of the ``state`` map says about its value."""
+    if text.startswith('{"$'):
+        value = json.loads(text)
+        if type(value) is dict and len(value) == 1:
+            ref = value.get(VALUE_REF)
+            if isinstance(ref, list):
+                if ref[0] == _ITEM:
+                    return Entry(_ITEM, text, int(ref[2]), str(ref[1]), int(ref[3]))
+                return Entry(_BLOB, text, int(ref[2]), str(ref[1]))
+            if isinstance(value.get(BLOB_REF), str):
+                return Entry(_OLD_BLOB, text, None, str(value[BLOB_REF]))
+    return Entry(_INLINE, text, len(text.encode()))
+
+
+def item_entry(digest: str, size: int, expires: int) -> str:
+    return json.dumps({VALUE_REF: [_ITEM, digest, size, expires]}, separators=(",", ":"))
+
+
+def blob_entry(key: str, size: int) -> str:
+    return json.dumps({VALUE_REF: [_BLOB, key, size]}, separators=(",", ":"))
+
+
+def value_key(run_pk: str, digest: str) -> Item:
+    return {"pk": s(run_pk), "sk": s(VALUE_PREFIX + digest)}
+
+
+class StateValues:
+    """Writes and reads a run's values (see the module docstring).
+
+    Args:
+        client: a boto3 low-level DynamoDB client.
+        table: the table.
+        codec: the blob codec (its blob store, inline limit and cache).
+        ttl_seconds: the store's TTL; value items live :data:`VALUE_TTL_FACTOR` times that.
+        cache_bytes: how much value item text to keep in memory.
+    """
+
+    def __init__(
+        self, client: DynamoDBClient, table: str, codec: ValueCodec, ttl_seconds: int, cache_bytes: int
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.codec = codec
+        self.ttl_seconds = ttl_seconds
+        self.cache = BlobCache(cache_bytes)
+        self._expiry: dict[tuple[str, str], int] = {}
+
+    # writing
+
+    def place(
+        self, run_pk: str, updates: dict[str, Any], unchanged: dict[str, str], now: int
+    ) -> dict[str, str]:
+        """Write the values of ``updates`` that do not stay inline; return their manifest entries.
+
+        ``updates`` maps stored keys to values, ``unchanged`` the other entries
+        of the manifest read. Small values stay inline while the inline entries
+        fit :data:`INLINE_BUDGET`, smallest first.
+        """
+        dumped = {key: self.codec.dump(value) for key, value in updates.items()}
+        inline = sum(len(e.encode()) for e in unchanged.values() if parse_entry(e).kind == _INLINE)
+        entries: dict[str, str] = {}
+        for key in sorted(dumped, key=lambda k: len(dumped[k][1])):
+            text, data = dumped[key]
+            if len(data) <= INLINE_VALUE_LIMIT and inline + len(data) <= INLINE_BUDGET:
+                inline += len(data)
+                entries[key] = text
+            elif self.codec.blobs is not None and len(data) > self.codec.inline_limit:
+                entries[key] = blob_entry(self.codec.put_blob(data), len(data))
+            else:
+                entries[key] = self.write_item(run_pk, data, now)
+        return entries
+
+    def write_item(self, run_pk: str, data: bytes, now: int) -> str:
+        """Store ``data`` as a value item of the run (unless known to be stored recently); its entry."""
+        if len(data) > MAX_VALUE_ITEM:
+            raise PayloadTooLargeError(
+                f"a state value of {len(data)} bytes does not fit in a DynamoDB item"
+                + ("" if self.codec.blobs is not None else " (no blob store is configured)")
+            )
+        digest = hashlib.sha256(data).hexdigest()
+        expires = self._expiry.get((run_pk, digest))
+        if expires is None or expires - now < self.ttl_seconds:
+            expires = now + VALUE_TTL_FACTOR * self.ttl_seconds
+            try:
+                self.client.put_item(
+                    TableName=self.table,
+                    Item={**value_key(run_pk, digest), "v": s(data.decode()), "expires_at": n(expires)},
+                )
+            except ClientError as exc:
+                if is_too_large(exc):
+                    raise PayloadTooLargeError(
+                        f"a state value does not fit in a DynamoDB item: {exc}"
+                    ) from exc
+                raise
+            self._expiry[(run_pk, digest)] = expires
+            if len(self._expiry) > 8192:
+                self._expiry.pop(next(iter(self._expiry)))
+        self.cache.add(digest, data)
+        return item_entry(digest, len(data), expires)
+
+    def refreshed(self, run_pk: str, entries: dict[str, str], now: int) -> dict[str, str]:
+        """New entries for the item references in ``entries`` that expire within ``ttl`` of ``now``."""
+        due = {
+            key: entry
+            for key, entry in ((k, parse_entry(t)) for k, t in entries.items())
+            if entry.kind == _ITEM and (entry.expires or 0) - now < self.ttl_seconds
+        }
+        if not due:
+            return {}
+        texts = self._item_texts(run_pk, [cast(str, e.where) for e in due.values()])
+        return {key: self.write_item(run_pk, texts[cast(str, e.where)], now) for key, e in due.items()}
+
+    # reading
+
+    def load(self, run_pk: str, entries: dict[str, str]) -> dict[str, Any]:
+        """The values of ``entries`` (stored key to entry text), fetching items and blobs as needed."""
+        parsed = {key: parse_entry(text) for key, text in entries.items()}
+        digests = [cast(str, e.where) for e in parsed.values() if e.kind == _ITEM]
+        texts = self._item_texts(run_pk, digests) if digests else {}
+        out: dict[str, Any] = {}
+        for key, entry in parsed.items():
+            if entry.kind in (_INLINE, _OLD_BLOB):
+                out[key] = self.codec.decode(entry.text)
+            elif entry.kind == _ITEM:
+                out[key] = self.codec.parse(texts[cast(str, entry.where)])
+            else:
+                out[key] = self.codec.parse(self.codec.fetch(cast(str, entry.where)))
+        return out
+
+    def _item_texts(self, run_pk: str, digests: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        missing = []
+        for digest in dict.fromkeys(digests):
+            data = self.cache.get(digest)
+            if data is None:
+                missing.append(digest)
+            else:
+                found[digest] = data
+        for consistent in (False, True):
+            for i in range(0, len(missing), _BATCH_GET):
+                found.update(self._batch_get(run_pk, missing[i : i + _BATCH_GET], consistent))
+            missing = [d for d in missing if d not in found]
+            if not missing:
+                break
+        if missing:
+            raise NotFoundError(f"state value item {missing[0]} of {run_pk} is missing", key=missing[0])
+        return found
+
+    def _batch_get(self, run_pk: str, digests: list[str], consistent: bool) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        request: Any = {
+            self.table: {
+                "Keys": [value_key(run_pk, d) for d in digests],
+                "ConsistentRead": consistent,
+                "ProjectionExpression": "sk, v",
+            }
+        }
+        for attempt in range(_ATTEMPTS):
+            out = self.client.batch_get_item(RequestItems=request)
+            for item in cast(list[Item], out.get("Responses", {}).get(self.table, [])):
+                digest = item["sk"]["S"][len(VALUE_PREFIX) :]
+                data = item["v"]["S"].encode()
+                found[digest] = data
+                self.cache.add(digest, data)
+            request = out.get("UnprocessedKeys")
+            if not request:
+                break
+            time.sleep(min(1.0, 0.05 * 2**attempt))
+        return found
