@@ -12,7 +12,8 @@ measured it, so a size check needs no value (``engine.limits.state_problem_after
 Values it loaded are its own (the loader decodes a fresh object per call);
 ``copy`` shares what is loaded so far, as ``dict.copy`` does. Code that reads
 the raw dict from C without calling a method (pydantic's validator and
-serializer do) sees placeholders: pass ``dict(state)`` there.
+serializer do) sees placeholders: pass ``dict(state.items())`` there (one load;
+``dict(state)`` and ``{**state}`` are right too, but load key by key).
 """
 
 from __future__ import annotations

@@ -159,6 +159,45 @@ def state_problem(state: dict[str, Any], where: str) -> tuple[str, int] | None:
     return None
 
 
+def state_problem_after(state: dict[str, Any], updates: dict[str, Any], where: str) -> tuple[str, int] | None:
+    """:func:`state_problem` of ``{**state, **updates}``, without reading what a sized state already measured.
+
+    A state that knows its values' sizes (``json_sizes()``, as
+    :class:`engine.lazystate.LazyState` does) was checked when it was stored: only
+    ``updates`` are checked for keys and depth, and the size is the sum of the
+    unchanged values' stored (compact JSON) sizes and the updates' sizes. Any
+    other state is checked whole.
+    """
+    sizes = getattr(state, "json_sizes", None)
+    if sizes is None:
+        return state_problem({**state, **updates}, where)
+    keys = len(state) + sum(1 for key in updates if key not in state)
+    if keys > MAX_STATE_KEYS:
+        return f"{where} has {keys} top-level keys; the limit is {MAX_STATE_KEYS}", 0
+    for key in updates:
+        problem = key_problem(key)
+        if problem is not None:
+            return f"{where}: {problem}", 0
+    depth = json_depth(updates)
+    if depth > MAX_STATE_DEPTH:
+        return f"{where} nests {depth} levels deep; the limit is {MAX_STATE_DEPTH}", 0
+    known: dict[str, int] = {key: size for key, size in sizes().items() if key not in updates}
+    try:
+        for key, value in updates.items():
+            known[key] = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"{where} holds a string with a lone surrogate", 0
+    except ValueError:
+        return f"{where} holds a number JSON cannot represent (NaN or infinity)", 0
+    size = 2 + sum(
+        len(json.dumps(key, ensure_ascii=False).encode("utf-8")) + 1 + n for key, n in known.items()
+    )
+    size += max(len(known) - 1, 0)
+    if size > MAX_STATE_BYTES:
+        return f"{where} is {size} bytes as JSON; the limit is {MAX_STATE_BYTES}", size
+    return None
+
+
 def check_state(state: dict[str, Any], where: str = "initial_state") -> None:
     """Raise :class:`StateTooLargeError` (too large) or :class:`BadRequestError` if ``state`` is unusable."""
     found = state_problem(state, where)

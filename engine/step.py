@@ -17,7 +17,7 @@ from typing import Any
 from engine.conditions import Verdict, compile_condition
 from engine.errors import ConditionError, StateTooLargeError, ToolTimeoutError
 from engine.graph import END, Graph
-from engine.limits import MAX_STATE_DEPTH, json_depth, state_problem, truncate_data, truncate_message
+from engine.limits import MAX_STATE_DEPTH, json_depth, state_problem_after, truncate_data, truncate_message
 from engine.model import LogRecord, LogType, Run, RunChanges, RunError, RunStatus, StepMessage
 from engine.registry import ToolContext, ToolRegistry
 from engine.runner import IN_PROCESS, ToolRunner, invoke_tool
@@ -230,7 +230,7 @@ def execute_step(
         problem = json_problem(result)
         if problem is not None:
             raise TypeError(f"tool {node.tool!r} returned state that is not JSON: {problem}")
-        limit_problem = state_problem({**run.state, **result}, f"the state after {node_name!r}")
+        limit_problem = state_problem_after(run.state, result, f"the state after {node_name!r}")
         if limit_problem is not None:
             message, size = limit_problem
             if size:

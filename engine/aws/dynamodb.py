@@ -107,7 +107,7 @@ from engine.aws.runlog import (
     new_token,
     page_items,
 )
-from engine.aws.state import StateValues, parse_entry
+from engine.aws.state import VALUE_TTL_FACTOR, StateValues, parse_entry
 from engine.blobs import DEFAULT_CACHE_BYTES, DEFAULT_INLINE_LIMIT, BlobStore, ValueCodec, size_of
 from engine.errors import (
     ConflictError,
@@ -183,6 +183,7 @@ class _Position:
     next_seq: int
     entries: dict[str, str]
     """The state manifest: stored key to entry text (:mod:`engine.aws.state`)."""
+    values_until: int | None
 
 
 class DynamoStore:
@@ -431,7 +432,7 @@ class DynamoStore:
         updates = {_state_key(k): v for k, v in changes.state_updates.items()}
         unchanged = {k: v for k, v in position.entries.items() if k not in updates}
         entries = self.values.place(pk, updates, unchanged, now)
-        entries.update(self.values.refreshed(pk, unchanged, now))
+        values_until = self.values.renew(pk, unchanged, position.values_until, now)
         manifest = {**position.entries, **entries}
         self._check_manifest(manifest)
         token = position.log_token
@@ -456,6 +457,8 @@ class DynamoStore:
             fields["expires_at"] = n(now + self.ttl_seconds)
         if token is not None:
             fields["log_token"] = s(token)
+        if values_until is not None:
+            fields["values_until"] = n(values_until)
         update = Update()
         for name, value in fields.items():
             update.set_or_remove(name, value)
@@ -705,6 +708,7 @@ class DynamoStore:
             "subs": {"SS": list(dict.fromkeys(run.subscribers))} if run.subscribers else None,
             "log_token": s(token) if token else None,
             "expires_at": n(now + self.ttl_seconds) if run.status.terminal else None,
+            "values_until": n(now + VALUE_TTL_FACTOR * self.ttl_seconds),
         }
         item.update({k: v for k, v in optional.items() if v is not None})
         return item
@@ -767,6 +771,7 @@ class DynamoStore:
             log_token=text(item, "log_token"),
             next_seq=integer(item, "next_seq"),
             entries={k: v["S"] for k, v in item["state"]["M"].items()},
+            values_until=int(number(item, "values_until") or 0) or None,
         )
         with self._lock:
             self._positions[key] = position

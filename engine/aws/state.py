@@ -4,10 +4,10 @@ The run item's ``state`` map holds, per top-level state key, one *entry* (a JSON
 
 * the value itself, if its JSON is at most :data:`INLINE_VALUE_LIMIT` bytes and the
   inline entries stay within :data:`INLINE_BUDGET`;
-* ``{"$ref":["i", digest, size, expires]}``: the value is the item
-  ``pk=RUN#{run_id}``, ``sk=VAL#{digest}`` (attribute ``v``, its JSON text),
-  ``digest`` the SHA-256 of that text, kept until ``expires`` (its TTL);
-* ``{"$ref":["s", blob_key, size]}``: the value is an S3 blob (content-addressed,
+* ``{"$ref":"i:{digest}:{size}"}``: the value is the item
+  ``pk=RUN#{run_id}``, ``sk=VAL#{digest}`` (attribute ``v``, its JSON text of
+  ``size`` bytes), ``digest`` the first 128 bits of its SHA-256 in hex;
+* ``{"$ref":"s:{blob_key}:{size}"}``: the value is an S3 blob (content-addressed,
   :mod:`engine.blobs`), for values over the codec's ``inline_limit``;
 * ``{"$blob": key}``: a blob written before manifests existed (size unknown).
 
@@ -33,13 +33,16 @@ manifest; exactly one writer per position passes the condition. Hence:
 * a reader follows a manifest it read strongly consistent to items written
   before that manifest was committed.
 
-Expiry. A value item expires :data:`VALUE_TTL_FACTOR` ``* ttl`` after it is written
-(orphans go then). Rewriting the same content only moves ``expires`` later. A
-commit rewrites, from the manifest it read, every referenced item whose expiry is
-less than ``ttl`` away, so a committed manifest points at items that live at least
-``ttl`` past the commit: past the run's own TTL (``ttl`` after it finishes) for a
-finished run; an active run commits again long before (a step message lives at
-most 14 days in SQS, less than ``ttl``'s default of 30 days).
+Expiry. A value item expires (``expires_at``) :data:`VALUE_TTL_FACTOR` ``* ttl``
+after it is written (orphans go then); rewriting the same content only moves
+that later. The run item's ``values_until`` is a time before which no item its
+manifest names expires: a commit's new items expire later than it. A commit
+that finds ``values_until`` less than ``ttl`` away rewrites every item the
+manifest names (read, then put: once per ``ttl`` of a run's life) and moves
+``values_until`` to ``now + 2 * ttl``. So a committed manifest's items live at
+least ``ttl`` past the commit: past the run's own TTL (``ttl`` after it
+finishes) for a finished run; an active run commits again long before (a step
+message lives at most 14 days in SQS, less than ``ttl``'s default of 30 days).
 
 Reads. A value item never changes, so it is first read eventually consistent
 (half price); a key it does not return (possible only right after the write) is
@@ -85,7 +88,6 @@ class Entry:
     text: str
     size: int | None
     where: str | None = None
-    expires: int | None = None
 
 
 def parse_entry(text: str) -> Entry:
@@ -94,21 +96,20 @@ def parse_entry(text: str) -> Entry:
         value = json.loads(text)
         if type(value) is dict and len(value) == 1:
             ref = value.get(VALUE_REF)
-            if isinstance(ref, list):
-                if ref[0] == _ITEM:
-                    return Entry(_ITEM, text, int(ref[2]), str(ref[1]), int(ref[3]))
-                return Entry(_BLOB, text, int(ref[2]), str(ref[1]))
+            if isinstance(ref, str):
+                where, size = ref[2:].rsplit(":", 1)
+                return Entry(_ITEM if ref[0] == _ITEM else _BLOB, text, int(size), where)
             if isinstance(value.get(BLOB_REF), str):
                 return Entry(_OLD_BLOB, text, None, str(value[BLOB_REF]))
     return Entry(_INLINE, text, len(text.encode()))
 
 
-def item_entry(digest: str, size: int, expires: int) -> str:
-    return json.dumps({VALUE_REF: [_ITEM, digest, size, expires]}, separators=(",", ":"))
+def item_entry(digest: str, size: int) -> str:
+    return json.dumps({VALUE_REF: f"{_ITEM}:{digest}:{size}"}, separators=(",", ":"))
 
 
 def blob_entry(key: str, size: int) -> str:
-    return json.dumps({VALUE_REF: [_BLOB, key, size]}, separators=(",", ":"))
+    return json.dumps({VALUE_REF: f"{_BLOB}:{key}:{size}"}, separators=(",", ":"))
 
 
 def value_key(run_pk: str, digest: str) -> Item:
@@ -168,7 +169,7 @@ class StateValues:
                 f"a state value of {len(data)} bytes does not fit in a DynamoDB item"
                 + ("" if self.codec.blobs is not None else " (no blob store is configured)")
             )
-        digest = hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256(data).hexdigest()[:32]
         expires = self._expiry.get((run_pk, digest))
         if expires is None or expires - now < self.ttl_seconds:
             expires = now + VALUE_TTL_FACTOR * self.ttl_seconds
@@ -187,19 +188,21 @@ class StateValues:
             if len(self._expiry) > 8192:
                 self._expiry.pop(next(iter(self._expiry)))
         self.cache.add(digest, data)
-        return item_entry(digest, len(data), expires)
+        return item_entry(digest, len(data))
 
-    def refreshed(self, run_pk: str, entries: dict[str, str], now: int) -> dict[str, str]:
-        """New entries for the item references in ``entries`` that expire within ``ttl`` of ``now``."""
-        due = {
-            key: entry
-            for key, entry in ((k, parse_entry(t)) for k, t in entries.items())
-            if entry.kind == _ITEM and (entry.expires or 0) - now < self.ttl_seconds
-        }
-        if not due:
-            return {}
-        texts = self._item_texts(run_pk, [cast(str, e.where) for e in due.values()])
-        return {key: self.write_item(run_pk, texts[cast(str, e.where)], now) for key, e in due.items()}
+    def renew(self, run_pk: str, entries: dict[str, str], values_until: int | None, now: int) -> int | None:
+        """Rewrite the items ``entries`` name if ``values_until`` is less than ``ttl`` away; the new ``values_until``.
+
+        ``None`` (nothing to write) if it is far enough.
+        """
+        if values_until is not None and values_until - now >= self.ttl_seconds:
+            return None
+        digests = [cast(str, e.where) for e in map(parse_entry, entries.values()) if e.kind == _ITEM]
+        texts = self._item_texts(run_pk, digests) if digests else {}
+        for digest in dict.fromkeys(digests):
+            self._expiry.pop((run_pk, digest), None)
+            self.write_item(run_pk, texts[digest], now)
+        return now + VALUE_TTL_FACTOR * self.ttl_seconds
 
     # reading
 
