@@ -23,9 +23,7 @@ from engine.errors import NotFoundError
 
 BLOB_REF = "$blob"
 LITERAL = "$value"
-VALUE_REF = "$ref"
-"""A reference a store writes itself (``engine.aws.state``): user data by that name is wrapped too."""
-_MARKERS = frozenset({BLOB_REF, LITERAL, VALUE_REF})
+_MARKERS = frozenset({BLOB_REF, LITERAL})
 
 DEFAULT_INLINE_LIMIT = 16 * 1024
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024

@@ -4,14 +4,15 @@ The run item's ``state`` map holds, per top-level state key, one *entry* (a JSON
 
 * the value itself, if its JSON is at most :data:`INLINE_VALUE_LIMIT` bytes and the
   inline entries stay within :data:`INLINE_BUDGET`;
-* ``{"$ref":"i:{digest}:{size}"}``: the value is the item
-  ``pk=RUN#{run_id}``, ``sk=VAL#{digest}`` (attribute ``v``, its JSON text of
-  ``size`` bytes), ``digest`` the first 128 bits of its SHA-256 in hex;
-* ``{"$ref":"s:{blob_key}:{size}"}``: the value is an S3 blob (content-addressed,
-  :mod:`engine.blobs`), for values over the codec's ``inline_limit``;
+* ``@i:{digest}:{size}``: the value is the item ``pk=RUN#{run_id}``,
+  ``sk=VAL#{digest}`` (attribute ``v``, its JSON text of ``size`` bytes),
+  ``digest`` the first 128 bits of the text's SHA-256 in unpadded base64url;
+* ``@s:{digest}:{size}``: the value is the S3 blob ``sha256/{hex}`` (content-addressed,
+  :mod:`engine.blobs`), ``digest`` its SHA-256 in unpadded base64url, for values
+  over the codec's ``inline_limit``;
 * ``{"$blob": key}``: a blob written before manifests existed (size unknown).
 
-So the run item holds a few hundred bytes plus the small values, whatever the
+No JSON text starts with ``@``, so a reference never reads as a value. So the run item holds a few hundred bytes plus the small values, whatever the
 state's size, and DynamoDB (which bills an ``UpdateItem`` by the whole item)
 bills a commit on that, not on the state.
 
@@ -52,6 +53,7 @@ digest, as blob contents are (:class:`engine.blobs.BlobCache`).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
@@ -61,15 +63,15 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore.exceptions import ClientError
 
 from engine.aws.attributes import Item, is_too_large, n, s
-from engine.blobs import BLOB_REF, VALUE_REF, BlobCache, ValueCodec
+from engine.blobs import BLOB_REF, BlobCache, ValueCodec
 from engine.errors import NotFoundError, PayloadTooLargeError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-INLINE_VALUE_LIMIT = 256
+INLINE_VALUE_LIMIT = 128
 """The largest JSON text of one value kept in the run item."""
-INLINE_BUDGET = 4 * 1024
+INLINE_BUDGET = 512
 """The most inline value text a run item holds; past it, small values go to items too."""
 VALUE_TTL_FACTOR = 2
 VALUE_PREFIX = "VAL#"
@@ -92,24 +94,28 @@ class Entry:
 
 def parse_entry(text: str) -> Entry:
     """What an entry of the ``state`` map says about its value."""
-    if text.startswith('{"$'):
+    if text.startswith("@"):
+        where, size = text[3:].split(":")
+        if text[1] == _ITEM:
+            return Entry(_ITEM, text, int(size), where)
+        return Entry(_BLOB, text, int(size), "sha256/" + base64.urlsafe_b64decode(where + "=").hex())
+    if text.startswith('{"$blob"'):
         value = json.loads(text)
-        if type(value) is dict and len(value) == 1:
-            ref = value.get(VALUE_REF)
-            if isinstance(ref, str):
-                where, size = ref[2:].rsplit(":", 1)
-                return Entry(_ITEM if ref[0] == _ITEM else _BLOB, text, int(size), where)
-            if isinstance(value.get(BLOB_REF), str):
-                return Entry(_OLD_BLOB, text, None, str(value[BLOB_REF]))
+        if type(value) is dict and len(value) == 1 and isinstance(value.get(BLOB_REF), str):
+            return Entry(_OLD_BLOB, text, None, str(value[BLOB_REF]))
     return Entry(_INLINE, text, len(text.encode()))
 
 
+def _b64(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
 def item_entry(digest: str, size: int) -> str:
-    return json.dumps({VALUE_REF: f"{_ITEM}:{digest}:{size}"}, separators=(",", ":"))
+    return f"@{_ITEM}:{digest}:{size}"
 
 
 def blob_entry(key: str, size: int) -> str:
-    return json.dumps({VALUE_REF: f"{_BLOB}:{key}:{size}"}, separators=(",", ":"))
+    return f"@{_BLOB}:{_b64(bytes.fromhex(key.removeprefix('sha256/')))}:{size}"
 
 
 def value_key(run_pk: str, digest: str) -> Item:
@@ -169,7 +175,7 @@ class StateValues:
                 f"a state value of {len(data)} bytes does not fit in a DynamoDB item"
                 + ("" if self.codec.blobs is not None else " (no blob store is configured)")
             )
-        digest = hashlib.sha256(data).hexdigest()[:32]
+        digest = _b64(hashlib.sha256(data).digest()[:16])
         expires = self._expiry.get((run_pk, digest))
         if expires is None or expires - now < self.ttl_seconds:
             expires = now + VALUE_TTL_FACTOR * self.ttl_seconds

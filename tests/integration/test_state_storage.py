@@ -240,7 +240,7 @@ def test_a_commit_renews_values_that_would_expire_within_the_ttl(aws: AwsEnv) ->
 
 def test_a_user_value_shaped_like_a_reference_stays_a_value(aws: AwsEnv) -> None:
     store = new_store(aws)
-    tricky = {"$ref": ["i", "0" * 64, 1, 1]}
+    tricky = "@i:AAAAAAAAAAAAAAAAAAAAAA:1"
     run, records = new_run(state={"r": tricky, "b": {"$blob": "sha256/00"}})
     store.create_run(run, records)
     assert new_store(aws).get_run(run.run_id).state == {"r": tricky, "b": {"$blob": "sha256/00"}}
