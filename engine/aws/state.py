@@ -5,7 +5,8 @@ The run item's ``state`` map holds, per top-level state key, one *entry* (a JSON
 * the value itself, if its JSON is at most :data:`INLINE_VALUE_LIMIT` bytes and the
   inline entries stay within :data:`INLINE_BUDGET`;
 * ``@i:{digest}:{size}``: the value is the item ``pk=RUN#{run_id}``,
-  ``sk=VAL#{digest}`` (attribute ``v``, its JSON text of ``size`` bytes),
+  ``sk=VAL#{digest}`` (its JSON text of ``size`` bytes, as ``v``, or zlib-compressed
+  as the binary ``z`` where that is smaller: DynamoDB bills the stored bytes),
   ``digest`` the first 128 bits of the text's SHA-256 in unpadded base64url;
 * ``@s:{digest}:{size}``: the value is the S3 blob ``sha256/{hex}`` (content-addressed,
   :mod:`engine.blobs`), ``digest`` its SHA-256 in unpadded base64url, for values
@@ -57,6 +58,7 @@ import base64
 import hashlib
 import json
 import time
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -76,7 +78,7 @@ INLINE_BUDGET = 512
 VALUE_TTL_FACTOR = 2
 VALUE_PREFIX = "VAL#"
 MAX_VALUE_ITEM = 390 * 1024
-"""The largest value text an item holds (DynamoDB's item limit is 400 KB with the key)."""
+"""The largest value (compressed, if it is) an item holds (DynamoDB's item limit is 400 KB with the key)."""
 _BATCH_GET = 100
 _ATTEMPTS = 8
 _INLINE, _ITEM, _BLOB, _OLD_BLOB = "inline", "i", "s", "old"
@@ -170,19 +172,21 @@ class StateValues:
 
     def write_item(self, run_pk: str, data: bytes, now: int) -> str:
         """Store ``data`` as a value item of the run (unless known to be stored recently); its entry."""
-        if len(data) > MAX_VALUE_ITEM:
-            raise PayloadTooLargeError(
-                f"a state value of {len(data)} bytes does not fit in a DynamoDB item"
-                + ("" if self.codec.blobs is not None else " (no blob store is configured)")
-            )
         digest = _b64(hashlib.sha256(data).digest()[:16])
         expires = self._expiry.get((run_pk, digest))
         if expires is None or expires - now < self.ttl_seconds:
             expires = now + VALUE_TTL_FACTOR * self.ttl_seconds
+            packed = zlib.compress(data, 6)
+            body: Item = {"z": {"B": packed}} if len(packed) < len(data) else {"v": s(data.decode())}
+            if min(len(packed), len(data)) > MAX_VALUE_ITEM:
+                raise PayloadTooLargeError(
+                    f"a state value of {len(data)} bytes does not fit in a DynamoDB item"
+                    + ("" if self.codec.blobs is not None else " (no blob store is configured)")
+                )
             try:
                 self.client.put_item(
                     TableName=self.table,
-                    Item={**value_key(run_pk, digest), "v": s(data.decode()), "expires_at": n(expires)},
+                    Item={**value_key(run_pk, digest), **body, "expires_at": n(expires)},
                 )
             except ClientError as exc:
                 if is_too_large(exc):
@@ -252,14 +256,14 @@ class StateValues:
             self.table: {
                 "Keys": [value_key(run_pk, d) for d in digests],
                 "ConsistentRead": consistent,
-                "ProjectionExpression": "sk, v",
+                "ProjectionExpression": "sk, v, z",
             }
         }
         for attempt in range(_ATTEMPTS):
             out = self.client.batch_get_item(RequestItems=request)
             for item in cast(list[Item], out.get("Responses", {}).get(self.table, [])):
                 digest = item["sk"]["S"][len(VALUE_PREFIX) :]
-                data = item["v"]["S"].encode()
+                data = zlib.decompress(item["z"]["B"]) if "z" in item else item["v"]["S"].encode()
                 found[digest] = data
                 self.cache.add(digest, data)
             request = out.get("UnprocessedKeys")

@@ -6,6 +6,7 @@ See :mod:`engine.aws.state` for the layout and why it holds under crashes and ra
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,8 +77,14 @@ def value_items(aws: AwsEnv, run_id: str) -> list[dict[str, Any]]:
     return [i for i in items(aws, f"RUN#{run_id}") if i["sk"]["S"].startswith(VALUE_PREFIX)]
 
 
+def value_text(item: dict[str, Any]) -> str:
+    return zlib.decompress(item["z"]["B"]).decode() if "z" in item else str(item["v"]["S"])
+
+
 def size(item: dict[str, Any]) -> int:
-    return sum(len(name.encode()) + len(json.dumps(value).encode()) for name, value in item.items())
+    return sum(
+        len(name.encode()) + len(json.dumps(value, default=len).encode()) for name, value in item.items()
+    )
 
 
 def registry() -> ToolRegistry:
@@ -185,7 +192,7 @@ def test_a_crash_between_writing_a_value_and_the_commit_leaves_the_committed_sta
     aws.dynamodb.meta.events.unregister("before-call.dynamodb.UpdateItem", crash)
 
     assert len(value_items(aws, run.run_id)) == 2  # the orphan was written
-    orphan = [i for i in value_items(aws, run.run_id) if "new" in i["v"]["S"]]
+    orphan = [i for i in value_items(aws, run.run_id) if "new" in value_text(i)]
     assert orphan and int(orphan[0]["expires_at"]["N"]) > 0
     reader = new_store(aws)
     assert reader.get_run(run.run_id) == run
@@ -211,7 +218,7 @@ def test_two_workers_at_one_position_leave_the_winners_values(aws: AwsEnv) -> No
     assert winner.state == expected
     assert new_store(aws).get_run(run.run_id).state == expected
     assert new_store(aws).get_run(run.run_id).position == winner.position
-    texts = [i["v"]["S"] for i in value_items(aws, run.run_id)]
+    texts = [value_text(i) for i in value_items(aws, run.run_id)]
     assert any("second" in t for t in texts)  # the loser's value exists, and nothing points at it
     s3 = aws.s3.list_objects_v2(Bucket=aws.resources.bucket)["Contents"]
     assert len(s3) == 2  # both large values were uploaded; the manifest names the winner's
@@ -258,3 +265,14 @@ def test_commit_asks_for_the_old_item_not_the_new_one(aws: AwsEnv) -> None:
     aws.dynamodb.meta.events.register("before-parameter-build.dynamodb.UpdateItem", keep)
     store.commit(run.run_id, run.position, changes_for(run, step_records(run, 1)), step_records(run, 1))
     assert [p["ReturnValues"] for p in sent] == ["ALL_OLD"]
+
+
+def test_value_items_are_stored_compressed_when_that_is_smaller(aws: AwsEnv) -> None:
+    store = new_store(aws)
+    rows = [{"id": i, "name": f"customer {i}", "email": f"c{i}@example.com"} for i in range(150)]
+    run, records = new_run(state={"rows": rows, "i": 0})
+    store.create_run(run, records)
+    (item,) = value_items(aws, run.run_id)
+    assert len(item["z"]["B"]) < len(json.dumps(rows)) / 3
+    assert json.loads(value_text(item)) == rows
+    assert new_store(aws).get_run(run.run_id).state == {"rows": rows, "i": 0}
