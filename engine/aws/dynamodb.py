@@ -10,7 +10,8 @@ pk                            sk                          holds
 ============================  ==========================  =============================================
 ``GRAPH#{graph_id}``          ``V#{version:08d}``         one graph version (``definition`` as JSON)
 ``GRAPHS#{owner}``            ``G#{graph_id}``            the latest version of each of an owner's graphs
-``RUN#{run_id}``              ``RUN``                     the run: position, status, state, subscribers
+``RUN#{run_id}``              ``RUN``                     the run: position, status, subscribers, state manifest
+``RUN#{run_id}``              ``VAL#{digest}``            one state value (see :mod:`.state`)
 ``RUN#{run_id}``              ``LOG#{first:010d}#{tok}``  one commit's log records (see :mod:`.runlog`)
 ``IDEM#{owner}#{key}``        ``IDEM``                    the run an owner started with an idempotency key
 ``CONN#{connection_id}``      ``RUN#{run_id}``            a run a WebSocket connection follows
@@ -32,16 +33,24 @@ under the old ``GRAPHS`` and ``IDEM#{key}`` keys, which no owner reads.
   idempotency item, the run and its log item; if the key is taken, the run that
   holds it is returned. The idempotency item expires no later than its run; an
   expired one is taken over.
-* get_run: ``GetItem``, strongly consistent.
-* commit (one step): ``PutItem`` of the log item, then one ``UpdateItem`` of the
-  run conditional on ``step``, ``attempt``, a non-terminal ``status`` and the
-  ``log_token`` it read, returning ``ALL_NEW`` (the subscribers as of the commit).
-  A failed condition is :class:`StaleStepError` and the log item stays invisible:
-  readers only trust items of committed attempts, which the per-attempt token in
-  the sort key tells apart (:mod:`engine.aws.runlog` explains why one key per
-  ``first_seq`` is not enough). With the ``GetItem`` that read the run, a step
-  costs three requests. A commit changing more than ``MAX_KEYS_PER_UPDATE`` state
-  keys (update expressions are limited to 4 KB) reads the state map and writes it whole.
+* get_run: ``GetItem`` of the run item, strongly consistent; no value. Its state
+  is a :class:`~engine.lazystate.LazyState`: reading a key that is not inline
+  fetches it then (``BatchGetItem`` of value items, ``GetObject`` of a blob), and
+  reading them all fetches every missing one in one ``BatchGetItem`` (per 100).
+* commit (one step): a ``PutItem`` per changed value that is neither inline nor
+  already stored (content-addressed, :mod:`engine.aws.state`), a ``PutObject``
+  per new large value, ``PutItem`` of the log item, then one ``UpdateItem`` of
+  the run conditional on ``step``, ``attempt``, a non-terminal ``status`` and
+  the ``log_token`` it read, setting only the changed manifest entries and
+  returning ``ALL_OLD`` (the small item before the update: its subscribers are
+  those at the commit, which does not change them). A failed condition is
+  :class:`StaleStepError`; the log item and values stay invisible: readers only
+  trust items of committed attempts, which the per-attempt token in the sort key
+  tells apart (:mod:`engine.aws.runlog` explains why one key per ``first_seq`` is
+  not enough), and only the committed manifest names values. With the
+  ``GetItem`` that read the run, a step that changes only small values costs
+  three requests. A commit changing more than ``MAX_KEYS_PER_UPDATE`` state keys
+  (update expressions are limited to 4 KB) writes the whole manifest.
 * list_logs: ``GetItem`` (``next_seq``, ``log_token``), then ``Query`` of the log
   items from shortly before ``after`` up to ``next_seq``.
 * add/remove_subscriber: ``UpdateItem`` ``ADD``/``DELETE`` on the ``subs`` string set.
@@ -54,21 +63,48 @@ under the old ``GRAPHS`` and ``IDEM#{key}`` keys, which no owner reads.
   the run's delete leaves log items nobody can read until their TTL removes them.
   State blobs are content-addressed and may be shared by runs: they stay.
 
-State. The ``state`` attribute is a map from each top-level state key to that
-value's JSON text (no Decimal conversion, no type serializer). A commit sets only
-the keys it changes (``SET #state.#k = :v``). A value larger than the codec's
-inline limit goes to the blob store (content-addressed: an unchanged value is not
-uploaded again) and its entry holds ``{"$blob": key}``; the largest values are
-offloaded too while the inline state exceeds ``state_budget``, so the run item
-stays small whatever the state's size. DynamoDB bills an update by the whole
-item's size, which is why the budget is well below the 400 KB item limit.
-Without a blob store, a state too large for an item is :class:`PayloadTooLargeError`.
+State. The run item's ``state`` map is a manifest: per top-level key, the value
+itself if it is small, else a short reference to a value item or an S3 blob
+(:mod:`engine.aws.state` has the layout and why it holds under crashes and
+duplicate deliveries). The run item stays at a few hundred bytes plus the
+references (about 60 bytes a key), whatever the state's size; more than
+``state_budget`` of manifest is :class:`PayloadTooLargeError`.
 
 The store remembers, per run position it has read or committed, the run's log
-token, ``next_seq`` and the size of each state entry: what a commit from that
+token, ``next_seq``, the manifest and ``values_until``: what a commit from that
 position needs besides its arguments. A position's values never change while the
 run is not terminal (a terminal read forgets the position), so the memory is never
 stale; on a miss, or if the records disagree with it, commit reads the run first.
+
+Billing (on-demand: a write unit per KB of the larger of the item's sizes before
+and after, a transaction twice; a strongly consistent read unit per 4 KB of the
+whole item, whatever the projection, half that eventually consistent; a Query
+on the sum of the items it reads). ``R`` is the run item (about 1 KB for ten
+keys), ``L`` a log item (one step's three records: under 1 KB), ``V`` a value
+item's stored (compressed) size.
+
+=============================  ======================================  ==============================
+access pattern                 requests                                units
+=============================  ======================================  ==============================
+step: read the run             ``GetItem``                             ``ceil(R/4)`` RRU
+step: tool reads a value item  ``BatchGetItem`` (once per process:     ``ceil(V/4)/2`` RRU
+                               contents are cached by digest)
+step: tool reads a blob        S3 ``GetObject`` (cached likewise)      one GET
+step: changed value            ``PutItem`` of its item, or S3          ``ceil(V)`` WRU, or one PUT;
+                               ``PutObject`` if over ``inline_limit``  nothing if inline
+step: log                      ``PutItem``                             ``ceil(L)`` WRU
+step: commit                   ``UpdateItem`` (``ALL_OLD``)            ``ceil(R)`` WRU
+renewal (once per ``ttl``)     ``BatchGetItem`` + ``PutItem`` a value  ``V`` RRU/2 + ``V`` WRU each
+get_run without state          ``GetItem``                             ``ceil(R/4)`` RRU
+``GET /runs/{id}/state/{k}``   ``GetItem`` + that value's read         as above
+list_logs                      ``GetItem`` + ``Query``                 ``ceil(R/4)`` + ``ceil(sum L/4)``
+create_run                     value puts + log ``PutItem`` + run      as a step; with an idempotency
+                               ``PutItem`` (or one transaction)        key the transaction is 2x
+=============================  ======================================  ==============================
+
+So a step that changes one small key costs ``ceil(R/4) + ceil(L) + ceil(R)``:
+1 RRU and 2 WRU while the run item is under 1 KB, whatever the state's size
+(``bench/state.py`` measures it through the step handler).
 
 TTL: log items expire ``ttl_days`` after they are written, runs ``ttl_days`` after
 they finish, idempotency items ``ttl_days`` after the run started.
@@ -79,7 +115,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -91,12 +126,13 @@ from engine.aws.attributes import (
     error_code,
     integer,
     is_condition_failure,
-    is_too_large,
     n,
     number,
     s,
     text,
 )
+from engine.aws.connections import ConnectionTable
+from engine.aws.graphs import GraphTable
 from engine.aws.runlog import (
     RECORDS_PER_ITEM,
     LogItem,
@@ -111,19 +147,16 @@ from engine.aws.state import VALUE_TTL_FACTOR, StateValues, parse_entry
 from engine.blobs import DEFAULT_CACHE_BYTES, DEFAULT_INLINE_LIMIT, BlobStore, ValueCodec, size_of
 from engine.errors import (
     ConflictError,
-    GraphNotFoundError,
     PayloadTooLargeError,
     RunActiveError,
     RunNotFoundError,
     StaleStepError,
     TooManySubscribersError,
 )
-from engine.graph import Graph
 from engine.lazystate import LazyState
 from engine.model import (
     DEFAULT_MAX_SUBSCRIBERS_PER_RUN,
     DeliveryNote,
-    GraphRecord,
     LogRecord,
     Run,
     RunChanges,
@@ -135,19 +168,12 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 DAY = 86_400
-CONNECTION_TTL_SECONDS = 3 * 3600
 STATE_BUDGET = 64 * 1024
 """The most the run item's ``state`` manifest may hold (inline values and references)."""
 MAX_KEYS_PER_UPDATE = 100
 _POSITIONS = 512
-_BATCH = 25
 _PAGE_ITEMS = 1000
-_BATCH_ATTEMPTS = 8
 _ACTIVE = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
-
-
-def _graphs_pk(owner: str | None) -> str:
-    return f"GRAPHS#{owner}" if owner is not None else "GRAPHS"
 
 
 def _idem_key(owner: str | None, key: str) -> Item:
@@ -186,8 +212,12 @@ class _Position:
     values_until: int | None
 
 
-class DynamoStore:
+class DynamoStore(GraphTable, ConnectionTable):
     """Graph, run and connection store on one DynamoDB table (see the module docstring).
+
+    Graphs are in :mod:`.graphs`, connections in :mod:`.connections`, the
+    shared requests in :mod:`.table`, state values in :mod:`.state` and the
+    log's items in :mod:`.runlog`; runs are here.
 
     Args:
         client: a boto3 low-level DynamoDB client.
@@ -212,104 +242,14 @@ class DynamoStore:
         blob_cache_bytes: int = DEFAULT_CACHE_BYTES,
         max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS_PER_RUN,
     ) -> None:
-        self.client = client
+        super().__init__(client, table_name)
         self.max_subscribers = max_subscribers
-        self.table = table_name
         self.codec = ValueCodec(blobs, inline_limit=inline_limit, cache_bytes=blob_cache_bytes)
         self.ttl_seconds = int(ttl_days * DAY)
         self.state_budget = state_budget
         self.values = StateValues(client, table_name, self.codec, self.ttl_seconds, blob_cache_bytes)
         self._positions: OrderedDict[tuple[str, int, int], _Position] = OrderedDict()
         self._lock = threading.Lock()
-
-    # graphs
-
-    def put_graph(self, record: GraphRecord) -> None:
-        attrs = {
-            "graph_id": s(record.graph_id),
-            "version": n(record.version),
-            "created_at": n(record.created_at),
-            "definition": s(record.definition.model_dump_json()),
-            **({"owner": s(record.owner)} if record.owner is not None else {}),
-        }
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item={"pk": s(f"GRAPH#{record.graph_id}"), "sk": s(f"V#{record.version:08d}"), **attrs},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                raise ConflictError(f"graph {record.graph_id} version {record.version} exists") from None
-            raise self._translated(exc) from exc
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item={"pk": s(_graphs_pk(record.owner)), "sk": s(f"G#{record.graph_id}"), **attrs},
-                ConditionExpression="attribute_not_exists(pk) OR #version < :v",
-                ExpressionAttributeNames={"#version": "version"},
-                ExpressionAttributeValues={":v": n(record.version)},
-            )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
-
-    def get_graph(self, graph_id: str, version: int | None = None) -> GraphRecord:
-        pk = f"GRAPH#{graph_id}"
-        if version is not None:
-            item = self._get({"pk": s(pk), "sk": s(f"V#{version:08d}")})
-            if item is None:
-                raise GraphNotFoundError(f"graph {graph_id!r} has no version {version}", graph_id=graph_id)
-            return self._graph(item)
-        items = self.client.query(
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :v)",
-            ExpressionAttributeValues={":pk": s(pk), ":v": s("V#")},
-            ScanIndexForward=False,
-            Limit=1,
-            ConsistentRead=True,
-        ).get("Items", [])
-        if not items:
-            raise GraphNotFoundError(f"no graph {graph_id!r}", graph_id=graph_id)
-        return self._graph(items[0])
-
-    def list_graphs(self, owner: str, limit: int = 100) -> list[GraphRecord]:
-        items = self._query(
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": s(_graphs_pk(owner))},
-            ConsistentRead=True,
-        )
-        records = [self._graph(item) for item in items]
-        return sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
-
-    def delete_graph(self, graph_id: str) -> int:
-        versions = list(
-            self._query(
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :v)",
-                ExpressionAttributeValues={":pk": s(f"GRAPH#{graph_id}"), ":v": s("V#")},
-                ProjectionExpression="pk, sk, #owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ConsistentRead=True,
-            )
-        )
-        if not versions:
-            raise GraphNotFoundError(f"no graph {graph_id!r}", graph_id=graph_id)
-        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in versions]
-        listing = {"pk": s(_graphs_pk(text(versions[-1], "owner"))), "sk": s(f"G#{graph_id}")}
-        # The listing entry first: a crash in between leaves versions that a repeated delete finds.
-        self.client.delete_item(TableName=self.table, Key=listing)
-        self._delete_all(keys)
-        return len(keys)
-
-    @staticmethod
-    def _graph(item: Item) -> GraphRecord:
-        return GraphRecord(
-            graph_id=item["graph_id"]["S"],
-            version=integer(item, "version"),
-            definition=Graph.model_validate_json(item["definition"]["S"]),
-            created_at=float(item["created_at"]["N"]),
-            owner=text(item, "owner"),
-        )
 
     # runs
 
@@ -631,58 +571,6 @@ class DynamoStore:
                 if not is_condition_failure(exc):
                     raise
 
-    def _delete_all(self, keys: Iterable[Item]) -> None:
-        """``BatchWriteItem`` deletes of ``keys``, retrying unprocessed ones."""
-        batch: list[Item] = []
-        for key in [*keys, None]:
-            if key is not None:
-                batch.append(key)
-                if len(batch) < _BATCH:
-                    continue
-            if not batch:
-                break
-            requests: Any = {self.table: [{"DeleteRequest": {"Key": k}} for k in batch]}
-            for attempt in range(_BATCH_ATTEMPTS):
-                out = self.client.batch_write_item(RequestItems=requests)
-                requests = out.get("UnprocessedItems")
-                if not requests:
-                    break
-                time.sleep(min(1.0, 0.05 * 2**attempt))
-            batch = []
-
-    # connections
-
-    def add_connection(self, connection_id: str, run_id: str) -> None:
-        self._put(
-            {
-                "pk": s(f"CONN#{connection_id}"),
-                "sk": s(_run_pk(run_id)),
-                "expires_at": n(int(time.time()) + CONNECTION_TTL_SECONDS),
-            }
-        )
-
-    def runs_of(self, connection_id: str) -> list[str]:
-        return [item["sk"]["S"][len("RUN#") :] for item in self._connection_items(connection_id)]
-
-    def remove_connection(self, connection_id: str) -> None:
-        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in self._connection_items(connection_id)]
-        for i in range(0, len(keys), _BATCH):
-            requests: Any = {self.table: [{"DeleteRequest": {"Key": key}} for key in keys[i : i + _BATCH]]}
-            for attempt in range(_BATCH_ATTEMPTS):
-                out = self.client.batch_write_item(RequestItems=requests)
-                requests = out.get("UnprocessedItems")
-                if not requests:
-                    break
-                time.sleep(min(1.0, 0.05 * 2**attempt))
-
-    def _connection_items(self, connection_id: str) -> Iterator[Item]:
-        return self._query(
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": s(f"CONN#{connection_id}")},
-            ProjectionExpression="pk, sk",
-            ConsistentRead=True,
-        )
-
     # run items
 
     def _run_item(self, run: Run, entries: dict[str, str], token: str | None, now: int) -> Item:
@@ -812,41 +700,3 @@ class DynamoStore:
         if log_token is None:
             return f"{condition} AND attribute_not_exists({token})"
         return f"{condition} AND {token} = {update.value(s(log_token))}"
-
-    # requests
-
-    def _get(self, key: Item, attributes: tuple[str, ...] = ()) -> Item | None:
-        """The item, read strongly consistent; only ``attributes`` if given."""
-        params: dict[str, Any] = {"TableName": self.table, "Key": key, "ConsistentRead": True}
-        if attributes:
-            names = {f"#p{i}": a for i, a in enumerate(attributes)}
-            params["ProjectionExpression"] = ", ".join(names)
-            params["ExpressionAttributeNames"] = names
-        item = self.client.get_item(**params).get("Item")
-        return cast(Item, item) if item is not None else None
-
-    def _put(self, item: Item) -> None:
-        try:
-            self.client.put_item(TableName=self.table, Item=item)
-        except ClientError as exc:
-            raise self._translated(exc) from exc
-
-    def _query_pages(self, **params: Any) -> Iterator[list[Item]]:
-        params["TableName"] = self.table
-        while True:
-            out = self.client.query(**params)
-            yield cast(list[Item], out.get("Items", []))
-            last = out.get("LastEvaluatedKey")
-            if not last:
-                return
-            params["ExclusiveStartKey"] = last
-
-    def _query(self, **params: Any) -> Iterator[Item]:
-        for page in self._query_pages(**params):
-            yield from page
-
-    @staticmethod
-    def _translated(exc: ClientError) -> Exception:
-        if is_too_large(exc):
-            return PayloadTooLargeError(f"an item is larger than DynamoDB allows: {exc}")
-        return exc

@@ -57,6 +57,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ VALUE_PREFIX = "VAL#"
 MAX_VALUE_ITEM = 390 * 1024
 """The largest value (compressed, if it is) an item holds (DynamoDB's item limit is 400 KB with the key)."""
 _BATCH_GET = 100
+_KNOWN_ITEMS = 8192
 _ATTEMPTS = 8
 _INLINE, _ITEM, _BLOB, _OLD_BLOB = "inline", "i", "s", "old"
 
@@ -144,6 +146,7 @@ class StateValues:
         self.ttl_seconds = ttl_seconds
         self.cache = BlobCache(cache_bytes)
         self._expiry: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
 
     # writing
 
@@ -173,7 +176,8 @@ class StateValues:
     def write_item(self, run_pk: str, data: bytes, now: int) -> str:
         """Store ``data`` as a value item of the run (unless known to be stored recently); its entry."""
         digest = _b64(hashlib.sha256(data).digest()[:16])
-        expires = self._expiry.get((run_pk, digest))
+        with self._lock:
+            expires = self._expiry.get((run_pk, digest))
         if expires is None or expires - now < self.ttl_seconds:
             expires = now + VALUE_TTL_FACTOR * self.ttl_seconds
             packed = zlib.compress(data, 6)
@@ -194,9 +198,10 @@ class StateValues:
                         f"a state value does not fit in a DynamoDB item: {exc}"
                     ) from exc
                 raise
-            self._expiry[(run_pk, digest)] = expires
-            if len(self._expiry) > 8192:
-                self._expiry.pop(next(iter(self._expiry)))
+            with self._lock:
+                self._expiry[(run_pk, digest)] = expires
+                if len(self._expiry) > _KNOWN_ITEMS:
+                    self._expiry.pop(next(iter(self._expiry)))
         self.cache.add(digest, data)
         return item_entry(digest, len(data))
 
@@ -210,7 +215,8 @@ class StateValues:
         digests = [cast(str, e.where) for e in map(parse_entry, entries.values()) if e.kind == _ITEM]
         texts = self._item_texts(run_pk, digests) if digests else {}
         for digest in dict.fromkeys(digests):
-            self._expiry.pop((run_pk, digest), None)
+            with self._lock:
+                self._expiry.pop((run_pk, digest), None)
             self.write_item(run_pk, texts[digest], now)
         return now + VALUE_TTL_FACTOR * self.ttl_seconds
 
