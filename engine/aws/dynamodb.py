@@ -373,6 +373,7 @@ class DynamoStore(GraphTable, ConnectionTable):
         unchanged = {k: v for k, v in position.entries.items() if k not in updates}
         entries = self.values.place(pk, updates, unchanged, now)
         values_until = self.values.renew(pk, unchanged, position.values_until, now)
+        entries.update(self.values.move_out(pk, unchanged, sum(map(size_of, entries.values())), now))
         manifest = {**position.entries, **entries}
         self._check_manifest(manifest)
         token = position.log_token

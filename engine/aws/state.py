@@ -173,6 +173,25 @@ class StateValues:
                 entries[key] = self.write_item(run_pk, data, now)
         return entries
 
+    def move_out(
+        self, run_pk: str, unchanged: dict[str, str], changed_bytes: int, now: int
+    ) -> dict[str, str]:
+        """New entries that move the largest inline values of ``unchanged`` to items while inline ones exceed the budget.
+
+        Only run items written before manifests existed hold that much inline
+        (values up to 16 KB); their next commits move it out, without reading a value.
+        """
+        inline = {k: e for k, e in unchanged.items() if parse_entry(e).kind == _INLINE}
+        total = changed_bytes + sum(len(e.encode()) for e in inline.values())
+        moved: dict[str, str] = {}
+        for key in sorted(inline, key=lambda k: len(inline[k]), reverse=True):
+            if total <= INLINE_BUDGET or len(inline[key].encode()) <= INLINE_VALUE_LIMIT:
+                break
+            data = inline[key].encode()
+            moved[key] = self.write_item(run_pk, data, now)
+            total -= len(data)
+        return moved
+
     def write_item(self, run_pk: str, data: bytes, now: int) -> str:
         """Store ``data`` as a value item of the run (unless known to be stored recently); its entry."""
         digest = _b64(hashlib.sha256(data).digest()[:16])

@@ -276,3 +276,25 @@ def test_value_items_are_stored_compressed_when_that_is_smaller(aws: AwsEnv) -> 
     assert len(item["z"]["B"]) < len(json.dumps(rows)) / 3
     assert json.loads(value_text(item)) == rows
     assert new_store(aws).get_run(run.run_id).state == {"rows": rows, "i": 0}
+
+
+def test_a_run_item_written_with_values_inline_moves_them_out_at_its_next_commit(aws: AwsEnv) -> None:
+    store = new_store(aws)
+    run, records = new_run(state={"i": 0})
+    store.create_run(run, records)
+    old_values = {f"old{n}": f"{n}" * 5000 for n in range(5)}  # as the previous layout stored them
+    aws.dynamodb.update_item(
+        TableName=aws.resources.table_name,
+        Key={"pk": {"S": f"RUN#{run.run_id}"}, "sk": {"S": "RUN"}},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues={
+            ":s": {"M": {"i": {"S": "0"}, **{k: {"S": json.dumps(v)} for k, v in old_values.items()}}}
+        },
+    )
+    reader = new_store(aws)
+    assert reader.get_run(run.run_id).state == {"i": 0, **old_values}
+
+    step(reader, run, {"i": 1})
+    assert size(run_item(aws, run.run_id)) < 2 * KB
+    assert new_store(aws).get_run(run.run_id).state == {"i": 1, **old_values}
