@@ -222,11 +222,11 @@ class DynamoStore(GraphTable, ConnectionTable):
     Args:
         client: a boto3 low-level DynamoDB client.
         table_name: the table, keyed ``pk``/``sk``, with TTL on ``expires_at``.
-        blobs: where large state values go; without it a state must fit in an item.
+        blobs: where large state values go; without it each value must fit in an item.
         ttl_days: how long finished runs, their logs and idempotency keys are kept.
-        inline_limit: the largest JSON text of one state value kept in the item.
-        state_budget: the most inline state a run item holds before values are offloaded.
-        blob_cache_bytes: how much blob content to keep in memory.
+        inline_limit: the largest JSON text of one state value kept in DynamoDB (larger ones go to ``blobs``).
+        state_budget: the most state manifest (inline values and references) a run item holds.
+        blob_cache_bytes: how much blob content, and as much value item text, to keep in memory.
         max_subscribers: how many WebSocket connections one run takes.
     """
 
