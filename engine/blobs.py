@@ -139,6 +139,22 @@ class ValueCodec:
         """Store ``text`` as a blob and return the reference text that stands for it."""
         return self._offload(text.encode())
 
+    def dump(self, value: Any) -> tuple[str, bytes]:
+        """The stored JSON text of ``value`` inline (wrapped if it could read as a reference) and its UTF-8."""
+        return self._dump(value)
+
+    def put_blob(self, data: bytes) -> str:
+        """Store ``data`` as a blob (unless known to be stored) and return its key."""
+        if self.blobs is None:
+            raise ValueError("this codec has no blob store")
+        key = blob_key(data)
+        if not self.cache.is_known(key):
+            stored = self.blobs.put(data)
+            if stored != key:
+                raise ValueError(f"blob store returned key {stored!r} for content {key!r}")
+        self.cache.add(key, data)
+        return key
+
     def _dump(self, value: Any) -> tuple[str, bytes]:
         """The JSON text of ``value`` (wrapped if it could be mistaken for a reference) and its UTF-8."""
         if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _MARKERS:
@@ -151,15 +167,7 @@ class ValueCodec:
             return text, text.encode()
 
     def _offload(self, data: bytes) -> str:
-        if self.blobs is None:
-            raise ValueError("this codec has no blob store")
-        key = blob_key(data)
-        if not self.cache.is_known(key):
-            stored = self.blobs.put(data)
-            if stored != key:
-                raise ValueError(f"blob store returned key {stored!r} for content {key!r}")
-        self.cache.add(key, data)
-        return reference(key)
+        return reference(self.put_blob(data))
 
     def decode(self, text: str) -> Any:
         """The value a stored text holds, fetching a referenced blob (from the cache if it can)."""
@@ -170,6 +178,13 @@ class ValueCodec:
                 value = json.loads(self.fetch(ref))
             if type(value) is dict and len(value) == 1 and LITERAL in value:
                 return value[LITERAL]
+        return value
+
+    def parse(self, text: str | bytes) -> Any:
+        """The value of a text :meth:`dump` made (unwrapping a literal), without following references."""
+        value = json.loads(text)
+        if type(value) is dict and len(value) == 1 and LITERAL in value:
+            return value[LITERAL]
         return value
 
     def fetch(self, key: str) -> bytes:

@@ -150,7 +150,9 @@ def state_problem(state: dict[str, Any], where: str) -> tuple[str, int] | None:
     if depth > MAX_STATE_DEPTH:
         return f"{where} nests {depth} levels deep; the limit is {MAX_STATE_DEPTH}", 0
     try:
-        size = len(json.dumps(state, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+        size = len(
+            json.dumps(state, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+        )
     except UnicodeEncodeError:
         return f"{where} holds a string with a lone surrogate", 0
     except ValueError:
@@ -160,41 +162,40 @@ def state_problem(state: dict[str, Any], where: str) -> tuple[str, int] | None:
     return None
 
 
-_SEPARATORS = len(": ") + len(", ")
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8"))
 
 
 def entry_bytes(key: str, value: Any) -> int:
-    """What one top-level entry adds to the state's JSON: its key, its value and their separators."""
-    return (
-        len(json.dumps(key, ensure_ascii=False).encode("utf-8"))
-        + len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))
-        + _SEPARATORS
-    )
+    """What one top-level entry adds to the state's compact JSON: its key, its value, ``:`` and ``,``."""
+    return _json_bytes(key) + _json_bytes(value) + 2
 
 
 def _total(entries: int, keys: int) -> int:
-    """The size of ``json.dumps(state)`` from the sum of its entries: braces, less the last comma."""
-    return entries + 2 - (len(", ") if keys else 0)
+    """The size of the state's compact JSON from the sum of its entries: braces, less the last comma."""
+    return entries + 2 - (1 if keys else 0)
 
 
 def _entries(total: int, keys: int) -> int:
-    return total - 2 + (len(", ") if keys else 0)
+    return total - 2 + (1 if keys else 0)
 
 
 def state_bytes(state: Mapping[str, Any]) -> int:
-    """The size in UTF-8 bytes of the state as JSON (``json.dumps`` with its default separators)."""
+    """The size in UTF-8 bytes of the state as compact JSON (``separators=(",", ":")``)."""
     return _total(sum(entry_bytes(key, state[key]) for key in state), len(state))
 
 
 def updated_state_bytes(
     state: Mapping[str, Any], updates: dict[str, Any], known_bytes: int | None, where: str
 ) -> int:
-    """The size of ``state`` once ``updates`` are merged, reading only the keys they change.
+    """The size of ``state`` once ``updates`` are merged, reading none of the values they replace.
 
     The values ``state`` already holds passed these checks when they were stored,
     so only the updates are checked: their keys, the number of keys, and the new
-    total, from ``known_bytes`` (the run's last count; counted afresh if ``None``).
-    Raises :class:`StateTooLargeError` or ``ValueError`` with the reason.
+    total, from ``known_bytes`` (the run's last count). A replaced value's size
+    comes from the state's ``json_sizes()`` where it has one (a lazily read
+    state, :class:`engine.lazystate.LazyState`, knows them from its store), else
+    from the value. Raises :class:`StateTooLargeError` or ``ValueError``.
     """
     added = [key for key in updates if key not in state]
     for key in added:
@@ -204,11 +205,21 @@ def updated_state_bytes(
     keys = len(state) + len(added)
     if keys > MAX_STATE_KEYS:
         raise ValueError(f"{where} has {keys} top-level keys; the limit is {MAX_STATE_KEYS}")
-    entries = _entries(state_bytes(state) if known_bytes is None else known_bytes, len(state))
+    sized = getattr(state, "json_sizes", None)
+    stored: dict[str, int] = sized() if sized is not None else {}
+
+    def old_entry(key: str) -> int:
+        size = stored.get(key)
+        return _json_bytes(key) + size + 2 if size is not None else entry_bytes(key, state[key])
+
     try:
+        if known_bytes is not None:
+            entries = _entries(known_bytes, len(state))
+        else:
+            entries = sum(old_entry(key) for key in state)
         for key, value in updates.items():
             if key in state:
-                entries -= entry_bytes(key, state[key])
+                entries -= old_entry(key)
             entries += entry_bytes(key, value)
     except UnicodeEncodeError:
         raise ValueError(f"{where} holds a string with a lone surrogate") from None
@@ -218,6 +229,19 @@ def updated_state_bytes(
             f"{where} is {size} bytes as JSON; the limit is {MAX_STATE_BYTES}", size=size
         )
     return size
+
+
+def state_problem_after(
+    state: Mapping[str, Any], updates: dict[str, Any], where: str
+) -> tuple[str, int] | None:
+    """:func:`updated_state_bytes` as a problem ``(message, size)``, or ``None`` if the merge is fine."""
+    try:
+        updated_state_bytes(state, updates, None, where)
+    except StateTooLargeError as exc:
+        return str(exc), int(exc.details.get("size", 0))
+    except ValueError as exc:
+        return str(exc), 0
+    return None
 
 
 def check_state(state: dict[str, Any], where: str = "initial_state") -> None:

@@ -33,6 +33,7 @@ from multiprocessing.connection import Connection, Pipe
 from typing import Any, Protocol
 
 from engine.errors import ToolMemoryExhausted, ToolProcessDied, ToolTimeoutError
+from engine.lazystate import LazyState
 from engine.registry import Tool, ToolContext
 
 MB = 1024 * 1024
@@ -226,6 +227,13 @@ class ForkRunner:
         return child_memory_bytes(self.function_memory_mb)
 
     def run(self, tool: Tool, state: dict[str, Any], ctx: ToolContext, timeout: float | None) -> Any:
+        """Run the tool in a child; a state that loads values on read is loaded here first.
+
+        The child must not share the parent's connections (a lazy state's loader
+        uses the store's), so it gets a plain dict of every value.
+        """
+        if isinstance(state, LazyState):
+            state = dict(state.items())
         memory = self._memory_limit()
         ours, theirs = Pipe(duplex=False)
         sys.stdout.flush()

@@ -10,7 +10,8 @@ pk                            sk                          holds
 ============================  ==========================  =============================================
 ``GRAPH#{graph_id}``          ``V#{version:08d}``         one graph version (``definition`` as JSON)
 ``GRAPHS#{owner}``            ``G#{graph_id}``            the latest version of each of an owner's graphs
-``RUN#{run_id}``              ``RUN``                     the run: position, status, state, subscribers
+``RUN#{run_id}``              ``RUN``                     the run: position, status, subscribers, state manifest
+``RUN#{run_id}``              ``VAL#{digest}``            one state value (see :mod:`.state`)
 ``RUN#{run_id}``              ``LOG#{first:010d}#{tok}``  one commit's log records (see :mod:`.runlog`)
 ``IDEM#{owner}#{key}``        ``IDEM``                    the run an owner started with an idempotency key
 ``CONN#{connection_id}``      ``RUN#{run_id}``            a run a WebSocket connection follows
@@ -32,16 +33,24 @@ under the old ``GRAPHS`` and ``IDEM#{key}`` keys, which no owner reads.
   idempotency item, the run and its log item; if the key is taken, the run that
   holds it is returned. The idempotency item expires no later than its run; an
   expired one is taken over.
-* get_run: ``GetItem``, strongly consistent.
-* commit (one step): ``PutItem`` of the log item, then one ``UpdateItem`` of the
-  run conditional on ``step``, ``attempt``, a non-terminal ``status`` and the
-  ``log_token`` it read, returning ``ALL_NEW`` (the subscribers as of the commit).
-  A failed condition is :class:`StaleStepError` and the log item stays invisible:
-  readers only trust items of committed attempts, which the per-attempt token in
-  the sort key tells apart (:mod:`engine.aws.runlog` explains why one key per
-  ``first_seq`` is not enough). With the ``GetItem`` that read the run, a step
-  costs three requests. A commit changing more than ``MAX_KEYS_PER_UPDATE`` state
-  keys (update expressions are limited to 4 KB) reads the state map and writes it whole.
+* get_run: ``GetItem`` of the run item, strongly consistent; no value. Its state
+  is a :class:`~engine.lazystate.LazyState`: reading a key that is not inline
+  fetches it then (``BatchGetItem`` of value items, ``GetObject`` of a blob), and
+  reading them all fetches every missing one in one ``BatchGetItem`` (per 100).
+* commit (one step): a ``PutItem`` per changed value that is neither inline nor
+  already stored (content-addressed, :mod:`engine.aws.state`), a ``PutObject``
+  per new large value, ``PutItem`` of the log item, then one ``UpdateItem`` of
+  the run conditional on ``step``, ``attempt``, a non-terminal ``status`` and
+  the ``log_token`` it read, setting only the changed manifest entries and
+  returning ``ALL_OLD`` (the small item before the update: its subscribers are
+  those at the commit, which does not change them). A failed condition is
+  :class:`StaleStepError`; the log item and values stay invisible: readers only
+  trust items of committed attempts, which the per-attempt token in the sort key
+  tells apart (:mod:`engine.aws.runlog` explains why one key per ``first_seq`` is
+  not enough), and only the committed manifest names values. With the
+  ``GetItem`` that read the run, a step that changes only small values costs
+  three requests. A commit changing more than ``MAX_KEYS_PER_UPDATE`` state keys
+  (update expressions are limited to 4 KB) writes the whole manifest.
 * list_logs: ``GetItem`` (``next_seq``, ``log_token``), then ``Query`` of the log
   items from shortly before ``after`` up to ``next_seq``.
 * add/remove_subscriber: ``UpdateItem`` ``ADD``/``DELETE`` on the ``subs`` string set.
@@ -54,21 +63,48 @@ under the old ``GRAPHS`` and ``IDEM#{key}`` keys, which no owner reads.
   the run's delete leaves log items nobody can read until their TTL removes them.
   State blobs are content-addressed and may be shared by runs: they stay.
 
-State. The ``state`` attribute is a map from each top-level state key to that
-value's JSON text (no Decimal conversion, no type serializer). A commit sets only
-the keys it changes (``SET #state.#k = :v``). A value larger than the codec's
-inline limit goes to the blob store (content-addressed: an unchanged value is not
-uploaded again) and its entry holds ``{"$blob": key}``; the largest values are
-offloaded too while the inline state exceeds ``state_budget``, so the run item
-stays small whatever the state's size. DynamoDB bills an update by the whole
-item's size, which is why the budget is well below the 400 KB item limit.
-Without a blob store, a state too large for an item is :class:`PayloadTooLargeError`.
+State. The run item's ``state`` map is a manifest: per top-level key, the value
+itself if it is small, else a short reference to a value item or an S3 blob
+(:mod:`engine.aws.state` has the layout and why it holds under crashes and
+duplicate deliveries). The run item stays at a few hundred bytes plus the
+references (about 60 bytes a key), whatever the state's size; more than
+``state_budget`` of manifest is :class:`PayloadTooLargeError`.
 
 The store remembers, per run position it has read or committed, the run's log
-token, ``next_seq`` and the size of each state entry: what a commit from that
+token, ``next_seq``, the manifest and ``values_until``: what a commit from that
 position needs besides its arguments. A position's values never change while the
 run is not terminal (a terminal read forgets the position), so the memory is never
 stale; on a miss, or if the records disagree with it, commit reads the run first.
+
+Billing (on-demand: a write unit per KB of the larger of the item's sizes before
+and after, a transaction twice; a strongly consistent read unit per 4 KB of the
+whole item, whatever the projection, half that eventually consistent; a Query
+on the sum of the items it reads). ``R`` is the run item (about 1 KB for ten
+keys), ``L`` a log item (one step's three records: under 1 KB), ``V`` a value
+item's stored (compressed) size.
+
+=============================  ======================================  ==============================
+access pattern                 requests                                units
+=============================  ======================================  ==============================
+step: read the run             ``GetItem``                             ``ceil(R/4)`` RRU
+step: tool reads a value item  ``BatchGetItem`` (once per process:     ``ceil(V/4)/2`` RRU
+                               contents are cached by digest)
+step: tool reads a blob        S3 ``GetObject`` (cached likewise)      one GET
+step: changed value            ``PutItem`` of its item, or S3          ``ceil(V)`` WRU, or one PUT;
+                               ``PutObject`` if over ``inline_limit``  nothing if inline
+step: log                      ``PutItem``                             ``ceil(L)`` WRU
+step: commit                   ``UpdateItem`` (``ALL_OLD``)            ``ceil(R)`` WRU
+renewal (once per ``ttl``)     ``BatchGetItem`` + ``PutItem`` a value  ``V`` RRU/2 + ``V`` WRU each
+get_run without state          ``GetItem``                             ``ceil(R/4)`` RRU
+``GET /runs/{id}/state/{k}``   ``GetItem`` + that value's read         as above
+list_logs                      ``GetItem`` + ``Query``                 ``ceil(R/4)`` + ``ceil(sum L/4)``
+create_run                     value puts + log ``PutItem`` + run      as a step; with an idempotency
+                               ``PutItem`` (or one transaction)        key the transaction is 2x
+=============================  ======================================  ==============================
+
+So a step that changes one small key costs ``ceil(R/4) + ceil(L) + ceil(R)``:
+1 RRU and 2 WRU while the run item is under 1 KB, whatever the state's size
+(``bench/state.py`` measures it through the step handler).
 
 TTL: log items expire ``ttl_days`` after they are written, runs ``ttl_days`` after
 they finish, idempotency items ``ttl_days`` after the run started.
@@ -79,7 +115,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -91,12 +126,13 @@ from engine.aws.attributes import (
     error_code,
     integer,
     is_condition_failure,
-    is_too_large,
     n,
     number,
     s,
     text,
 )
+from engine.aws.connections import ConnectionTable
+from engine.aws.graphs import GraphTable
 from engine.aws.runlog import (
     RECORDS_PER_ITEM,
     LogItem,
@@ -107,21 +143,20 @@ from engine.aws.runlog import (
     new_token,
     page_items,
 )
+from engine.aws.state import VALUE_TTL_FACTOR, StateValues, parse_entry
 from engine.blobs import DEFAULT_CACHE_BYTES, DEFAULT_INLINE_LIMIT, BlobStore, ValueCodec, size_of
 from engine.errors import (
     ConflictError,
-    GraphNotFoundError,
     PayloadTooLargeError,
     RunActiveError,
     RunNotFoundError,
     StaleStepError,
     TooManySubscribersError,
 )
-from engine.graph import Graph
+from engine.lazystate import LazyState
 from engine.model import (
     DEFAULT_MAX_SUBSCRIBERS_PER_RUN,
     DeliveryNote,
-    GraphRecord,
     LogRecord,
     Run,
     RunChanges,
@@ -133,20 +168,12 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 DAY = 86_400
-CONNECTION_TTL_SECONDS = 3 * 3600
 STATE_BUDGET = 64 * 1024
-MAX_INLINE_STATE = 350 * 1024
-MIN_OFFLOAD = 512
+"""The most the run item's ``state`` manifest may hold (inline values and references)."""
 MAX_KEYS_PER_UPDATE = 100
 _POSITIONS = 512
-_BATCH = 25
 _PAGE_ITEMS = 1000
-_BATCH_ATTEMPTS = 8
 _ACTIVE = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
-
-
-def _graphs_pk(owner: str | None) -> str:
-    return f"GRAPHS#{owner}" if owner is not None else "GRAPHS"
 
 
 def _idem_key(owner: str | None, key: str) -> Item:
@@ -180,20 +207,26 @@ class _Position:
 
     log_token: str | None
     next_seq: int
-    sizes: dict[str, int]
+    entries: dict[str, str]
+    """The state manifest: stored key to entry text (:mod:`engine.aws.state`)."""
+    values_until: int | None
 
 
-class DynamoStore:
+class DynamoStore(GraphTable, ConnectionTable):
     """Graph, run and connection store on one DynamoDB table (see the module docstring).
+
+    Graphs are in :mod:`.graphs`, connections in :mod:`.connections`, the
+    shared requests in :mod:`.table`, state values in :mod:`.state` and the
+    log's items in :mod:`.runlog`; runs are here.
 
     Args:
         client: a boto3 low-level DynamoDB client.
         table_name: the table, keyed ``pk``/``sk``, with TTL on ``expires_at``.
-        blobs: where large state values go; without it a state must fit in an item.
+        blobs: where large state values go; without it each value must fit in an item.
         ttl_days: how long finished runs, their logs and idempotency keys are kept.
-        inline_limit: the largest JSON text of one state value kept in the item.
-        state_budget: the most inline state a run item holds before values are offloaded.
-        blob_cache_bytes: how much blob content to keep in memory.
+        inline_limit: the largest JSON text of one state value kept in DynamoDB (larger ones go to ``blobs``).
+        state_budget: the most state manifest (inline values and references) a run item holds.
+        blob_cache_bytes: how much blob content, and as much value item text, to keep in memory.
         max_subscribers: how many WebSocket connections one run takes.
     """
 
@@ -209,113 +242,26 @@ class DynamoStore:
         blob_cache_bytes: int = DEFAULT_CACHE_BYTES,
         max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS_PER_RUN,
     ) -> None:
-        self.client = client
+        super().__init__(client, table_name)
         self.max_subscribers = max_subscribers
-        self.table = table_name
         self.codec = ValueCodec(blobs, inline_limit=inline_limit, cache_bytes=blob_cache_bytes)
         self.ttl_seconds = int(ttl_days * DAY)
         self.state_budget = state_budget
+        self.values = StateValues(client, table_name, self.codec, self.ttl_seconds, blob_cache_bytes)
         self._positions: OrderedDict[tuple[str, int, int], _Position] = OrderedDict()
         self._lock = threading.Lock()
-
-    # graphs
-
-    def put_graph(self, record: GraphRecord) -> None:
-        attrs = {
-            "graph_id": s(record.graph_id),
-            "version": n(record.version),
-            "created_at": n(record.created_at),
-            "definition": s(record.definition.model_dump_json()),
-            **({"owner": s(record.owner)} if record.owner is not None else {}),
-        }
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item={"pk": s(f"GRAPH#{record.graph_id}"), "sk": s(f"V#{record.version:08d}"), **attrs},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                raise ConflictError(f"graph {record.graph_id} version {record.version} exists") from None
-            raise self._translated(exc) from exc
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item={"pk": s(_graphs_pk(record.owner)), "sk": s(f"G#{record.graph_id}"), **attrs},
-                ConditionExpression="attribute_not_exists(pk) OR #version < :v",
-                ExpressionAttributeNames={"#version": "version"},
-                ExpressionAttributeValues={":v": n(record.version)},
-            )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
-
-    def get_graph(self, graph_id: str, version: int | None = None) -> GraphRecord:
-        pk = f"GRAPH#{graph_id}"
-        if version is not None:
-            item = self._get({"pk": s(pk), "sk": s(f"V#{version:08d}")})
-            if item is None:
-                raise GraphNotFoundError(f"graph {graph_id!r} has no version {version}", graph_id=graph_id)
-            return self._graph(item)
-        items = self.client.query(
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :v)",
-            ExpressionAttributeValues={":pk": s(pk), ":v": s("V#")},
-            ScanIndexForward=False,
-            Limit=1,
-            ConsistentRead=True,
-        ).get("Items", [])
-        if not items:
-            raise GraphNotFoundError(f"no graph {graph_id!r}", graph_id=graph_id)
-        return self._graph(items[0])
-
-    def list_graphs(self, owner: str, limit: int = 100) -> list[GraphRecord]:
-        items = self._query(
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": s(_graphs_pk(owner))},
-            ConsistentRead=True,
-        )
-        records = [self._graph(item) for item in items]
-        return sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
-
-    def delete_graph(self, graph_id: str) -> int:
-        versions = list(
-            self._query(
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :v)",
-                ExpressionAttributeValues={":pk": s(f"GRAPH#{graph_id}"), ":v": s("V#")},
-                ProjectionExpression="pk, sk, #owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ConsistentRead=True,
-            )
-        )
-        if not versions:
-            raise GraphNotFoundError(f"no graph {graph_id!r}", graph_id=graph_id)
-        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in versions]
-        listing = {"pk": s(_graphs_pk(text(versions[-1], "owner"))), "sk": s(f"G#{graph_id}")}
-        # The listing entry first: a crash in between leaves versions that a repeated delete finds.
-        self.client.delete_item(TableName=self.table, Key=listing)
-        self._delete_all(keys)
-        return len(keys)
-
-    @staticmethod
-    def _graph(item: Item) -> GraphRecord:
-        return GraphRecord(
-            graph_id=item["graph_id"]["S"],
-            version=integer(item, "version"),
-            definition=Graph.model_validate_json(item["definition"]["S"]),
-            created_at=float(item["created_at"]["N"]),
-            owner=text(item, "owner"),
-        )
 
     # runs
 
     def create_run(self, run: Run, records: list[LogRecord]) -> Run:
         if records:
             check_sequence(records, run.next_seq - len(records))
-        entries = {_state_key(k): self.codec.encode(v) for k, v in run.state.items()}
-        self._fit(entries, 0)
-        token = new_token() if records else None
         now = int(time.time())
+        entries = self.values.place(
+            _run_pk(run.run_id), {_state_key(k): v for k, v in run.state.items()}, {}, now
+        )
+        self._check_manifest(entries)
+        token = new_token() if records else None
         item = self._run_item(run, entries, token, now)
         logs = log_items(_run_pk(run.run_id), records, token, None, now + self.ttl_seconds) if token else []
         if run.idempotency_key:
@@ -410,42 +356,57 @@ class DynamoStore:
     def commit(
         self, run_id: str, expected: tuple[int, int], changes: RunChanges, records: list[LogRecord]
     ) -> Run:
-        """Write the records' log item, then update the run if it is still where it was read.
+        """Write the changed values and the records' log item, then update the run if it is still where it was read.
 
-        Large new values are uploaded first, so a committed reference always
-        points at a stored blob.
+        Values and log items are written first, under keys no committed item
+        points to yet (see :mod:`engine.aws.state` and :mod:`engine.aws.runlog`).
+        The update returns the run item as it was (``ALL_OLD``: a few hundred
+        bytes, whose subscribers the commit does not change); the run returned is
+        that item with the changes applied, its state a :class:`LazyState` that
+        holds the changed values.
         """
         position = self._position(run_id, expected, records[0].seq if records else None)
         check_sequence(records, position.next_seq)
-        entries, whole = self._plan_state(run_id, expected, position, changes.state_updates)
         now = int(time.time())
+        pk = _run_pk(run_id)
+        updates = {_state_key(k): v for k, v in changes.state_updates.items()}
+        unchanged = {k: v for k, v in position.entries.items() if k not in updates}
+        entries = self.values.place(pk, updates, unchanged, now)
+        values_until = self.values.renew(pk, unchanged, position.values_until, now)
+        entries.update(self.values.move_out(pk, unchanged, sum(map(size_of, entries.values())), now))
+        manifest = {**position.entries, **entries}
+        self._check_manifest(manifest)
         token = position.log_token
         if records:
             token = new_token()
             expires = now + self.ttl_seconds
-            for log in log_items(_run_pk(run_id), records, token, position.log_token, expires):
+            for log in log_items(pk, records, token, position.log_token, expires):
                 self._put(log)
 
-        update = Update()
-        update.set("status", s(changes.status.value))
-        update.set_or_remove("node", s(changes.current_node) if changes.current_node is not None else None)
-        update.set("step", n(changes.step))
-        update.set("attempt", n(changes.attempt))
-        update.set("next_seq", n(changes.next_seq))
-        update.set("updated_at", n(changes.updated_at))
-        update.set_or_remove("not_before", n(changes.not_before) if changes.not_before is not None else None)
-        update.set_or_remove("error", s(changes.error.model_dump_json()) if changes.error else None)
-        update.set_or_remove(
-            "finished_at", n(changes.finished_at) if changes.finished_at is not None else None
-        )
-        if changes.state_bytes is not None:
-            update.set("state_bytes", n(changes.state_bytes))
+        fields: dict[str, Any] = {
+            "status": s(changes.status.value),
+            "node": s(changes.current_node) if changes.current_node is not None else None,
+            "step": n(changes.step),
+            "attempt": n(changes.attempt),
+            "next_seq": n(changes.next_seq),
+            "updated_at": n(changes.updated_at),
+            "not_before": n(changes.not_before) if changes.not_before is not None else None,
+            "error": s(changes.error.model_dump_json()) if changes.error else None,
+            "finished_at": n(changes.finished_at) if changes.finished_at is not None else None,
+        }
         if changes.status.terminal:
-            update.set("expires_at", n(now + self.ttl_seconds))
+            fields["expires_at"] = n(now + self.ttl_seconds)
         if token is not None:
-            update.set("log_token", s(token))
-        if whole:
-            update.set("state", {"M": {k: s(v) for k, v in entries.items()}})
+            fields["log_token"] = s(token)
+        if values_until is not None:
+            fields["values_until"] = n(values_until)
+        if changes.state_bytes is not None:
+            fields["state_bytes"] = n(changes.state_bytes)
+        update = Update()
+        for name, value in fields.items():
+            update.set_or_remove(name, value)
+        if len(entries) > MAX_KEYS_PER_UPDATE:
+            update.set("state", {"M": {k: s(v) for k, v in manifest.items()}})
         else:
             for key, value in entries.items():
                 update.set(key, s(value), within="state")
@@ -454,7 +415,7 @@ class DynamoStore:
             out = self.client.update_item(
                 TableName=self.table,
                 Key=_run_key(run_id),
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **update.params(condition),
             )
@@ -465,9 +426,12 @@ class DynamoStore:
                     raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id) from None
                 raise StaleStepError(f"run {run_id} is no longer at {expected}", run_id=run_id) from None
             raise self._translated(exc) from exc
-        item = out["Attributes"]
+        self._forget(run_id, *expected)
+        item: Item = {k: v for k, v in cast(Item, out["Attributes"]).items() if k not in fields}
+        item.update({k: v for k, v in fields.items() if v is not None})
+        item["state"] = {"M": {k: s(v) for k, v in manifest.items()}}
         self._remember(item)
-        return self._run(item)
+        return self._run(item, loaded=changes.state_updates)
 
     def note_delivery(self, run_id: str, note: DeliveryNote) -> bool:
         """One conditional ``UpdateItem`` of the run's ``delivery`` attribute, at the note's position."""
@@ -610,58 +574,6 @@ class DynamoStore:
                 if not is_condition_failure(exc):
                     raise
 
-    def _delete_all(self, keys: Iterable[Item]) -> None:
-        """``BatchWriteItem`` deletes of ``keys``, retrying unprocessed ones."""
-        batch: list[Item] = []
-        for key in [*keys, None]:
-            if key is not None:
-                batch.append(key)
-                if len(batch) < _BATCH:
-                    continue
-            if not batch:
-                break
-            requests: Any = {self.table: [{"DeleteRequest": {"Key": k}} for k in batch]}
-            for attempt in range(_BATCH_ATTEMPTS):
-                out = self.client.batch_write_item(RequestItems=requests)
-                requests = out.get("UnprocessedItems")
-                if not requests:
-                    break
-                time.sleep(min(1.0, 0.05 * 2**attempt))
-            batch = []
-
-    # connections
-
-    def add_connection(self, connection_id: str, run_id: str) -> None:
-        self._put(
-            {
-                "pk": s(f"CONN#{connection_id}"),
-                "sk": s(_run_pk(run_id)),
-                "expires_at": n(int(time.time()) + CONNECTION_TTL_SECONDS),
-            }
-        )
-
-    def runs_of(self, connection_id: str) -> list[str]:
-        return [item["sk"]["S"][len("RUN#") :] for item in self._connection_items(connection_id)]
-
-    def remove_connection(self, connection_id: str) -> None:
-        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in self._connection_items(connection_id)]
-        for i in range(0, len(keys), _BATCH):
-            requests: Any = {self.table: [{"DeleteRequest": {"Key": key}} for key in keys[i : i + _BATCH]]}
-            for attempt in range(_BATCH_ATTEMPTS):
-                out = self.client.batch_write_item(RequestItems=requests)
-                requests = out.get("UnprocessedItems")
-                if not requests:
-                    break
-                time.sleep(min(1.0, 0.05 * 2**attempt))
-
-    def _connection_items(self, connection_id: str) -> Iterator[Item]:
-        return self._query(
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": s(f"CONN#{connection_id}")},
-            ProjectionExpression="pk, sk",
-            ConsistentRead=True,
-        )
-
     # run items
 
     def _run_item(self, run: Run, entries: dict[str, str], token: str | None, now: int) -> Item:
@@ -688,19 +600,20 @@ class DynamoStore:
             "subs": {"SS": list(dict.fromkeys(run.subscribers))} if run.subscribers else None,
             "log_token": s(token) if token else None,
             "expires_at": n(now + self.ttl_seconds) if run.status.terminal else None,
+            "values_until": n(now + VALUE_TTL_FACTOR * self.ttl_seconds),
         }
         item.update({k: v for k, v in optional.items() if v is not None})
         return item
 
-    def _run(self, item: Item) -> Run:
+    def _run(self, item: Item, loaded: dict[str, Any] | None = None) -> Run:
+        """The run an item holds; its state loads values when they are read (``loaded`` are at hand)."""
         error = text(item, "error")
         delivery = text(item, "delivery")
-        return Run(
+        run = Run(
             run_id=item["pk"]["S"][len("RUN#") :],
             graph_id=item["graph_id"]["S"],
             graph_version=integer(item, "graph_version"),
             status=RunStatus(item["status"]["S"]),
-            state={_state_name(k): self.codec.decode(v["S"]) for k, v in item["state"]["M"].items()},
             current_node=text(item, "node"),
             step=integer(item, "step"),
             attempt=integer(item, "attempt"),
@@ -716,52 +629,28 @@ class DynamoStore:
             delivery=DeliveryNote.model_validate_json(delivery) if delivery else None,
             state_bytes=integer(item, "state_bytes") if "state_bytes" in item else None,
         )
+        return run.model_copy(update={"state": self._state(run.run_id, item, loaded or {})})
+
+    def _state(self, run_id: str, item: Item, loaded: dict[str, Any]) -> LazyState:
+        entries = {_state_name(k): v["S"] for k, v in item["state"]["M"].items()}
+        sizes = {
+            k: e.size for k, e in ((k, parse_entry(v)) for k, v in entries.items()) if e.size is not None
+        }
+        pk = _run_pk(run_id)
+
+        def load(keys: list[str]) -> dict[str, Any]:
+            values = self.values.load(pk, {_state_key(k): entries[k] for k in keys})
+            return {_state_name(k): v for k, v in values.items()}
+
+        return LazyState(entries, load, sizes, {k: v for k, v in loaded.items() if k in entries})
 
     # state
 
-    def _plan_state(
-        self, run_id: str, expected: tuple[int, int], position: _Position, updates: dict[str, Any]
-    ) -> tuple[dict[str, str], bool]:
-        """The state entries a commit writes, and whether they replace the whole map.
-
-        Changed keys are set one by one; past :data:`MAX_KEYS_PER_UPDATE` (an update
-        expression is limited to 4 KB) the map is read and written whole instead.
-        """
-        entries = {_state_key(k): self.codec.encode(v) for k, v in updates.items()}
-        if len(entries) <= MAX_KEYS_PER_UPDATE:
-            unchanged = sum(size for key, size in position.sizes.items() if key not in entries)
-            self._fit(entries, unchanged)
-            return entries, False
-        item = self._get(_run_key(run_id), ("state", "step", "attempt", "status", "log_token"))
-        if item is None:
-            raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
-        if (
-            (integer(item, "step"), integer(item, "attempt")) != expected
-            or item["status"]["S"] not in _ACTIVE
-            or text(item, "log_token") != position.log_token
-        ):
-            raise StaleStepError(f"run {run_id} is no longer at {expected}", run_id=run_id)
-        whole = {k: v["S"] for k, v in item["state"]["M"].items()}
-        whole.update(entries)
-        self._fit(whole, 0)
-        return whole, True
-
-    def _fit(self, entries: dict[str, str], unchanged: int) -> None:
-        """Offload the largest of ``entries`` until the inline state is within the budget."""
-        sizes = {k: _entry_size(k, v) for k, v in entries.items()}
-        total = unchanged + sum(sizes.values())
-        if total > self.state_budget and self.codec.blobs is not None:
-            for key in sorted(entries, key=sizes.__getitem__, reverse=True):
-                if total <= self.state_budget:
-                    break
-                if size_of(entries[key]) < MIN_OFFLOAD:
-                    continue
-                entries[key] = self.codec.offload(entries[key])
-                total += _entry_size(key, entries[key]) - sizes[key]
-        if total > MAX_INLINE_STATE:
+    def _check_manifest(self, entries: dict[str, str]) -> None:
+        total = sum(_entry_size(k, v) for k, v in entries.items())
+        if total > self.state_budget:
             raise PayloadTooLargeError(
-                f"the run's state needs {total} bytes in its item; the limit is {MAX_INLINE_STATE}"
-                + ("" if self.codec.blobs is not None else " (no blob store is configured)")
+                f"the run's state manifest needs {total} bytes in its item; the limit is {self.state_budget}"
             )
 
     # positions read
@@ -774,7 +663,8 @@ class DynamoStore:
         position = _Position(
             log_token=text(item, "log_token"),
             next_seq=integer(item, "next_seq"),
-            sizes={k: _entry_size(k, v["S"]) for k, v in item["state"]["M"].items()},
+            entries={k: v["S"] for k, v in item["state"]["M"].items()},
+            values_until=int(number(item, "values_until") or 0) or None,
         )
         with self._lock:
             self._positions[key] = position
@@ -815,41 +705,3 @@ class DynamoStore:
         if log_token is None:
             return f"{condition} AND attribute_not_exists({token})"
         return f"{condition} AND {token} = {update.value(s(log_token))}"
-
-    # requests
-
-    def _get(self, key: Item, attributes: tuple[str, ...] = ()) -> Item | None:
-        """The item, read strongly consistent; only ``attributes`` if given."""
-        params: dict[str, Any] = {"TableName": self.table, "Key": key, "ConsistentRead": True}
-        if attributes:
-            names = {f"#p{i}": a for i, a in enumerate(attributes)}
-            params["ProjectionExpression"] = ", ".join(names)
-            params["ExpressionAttributeNames"] = names
-        item = self.client.get_item(**params).get("Item")
-        return cast(Item, item) if item is not None else None
-
-    def _put(self, item: Item) -> None:
-        try:
-            self.client.put_item(TableName=self.table, Item=item)
-        except ClientError as exc:
-            raise self._translated(exc) from exc
-
-    def _query_pages(self, **params: Any) -> Iterator[list[Item]]:
-        params["TableName"] = self.table
-        while True:
-            out = self.client.query(**params)
-            yield cast(list[Item], out.get("Items", []))
-            last = out.get("LastEvaluatedKey")
-            if not last:
-                return
-            params["ExclusiveStartKey"] = last
-
-    def _query(self, **params: Any) -> Iterator[Item]:
-        for page in self._query_pages(**params):
-            yield from page
-
-    @staticmethod
-    def _translated(exc: ClientError) -> Exception:
-        if is_too_large(exc):
-            return PayloadTooLargeError(f"an item is larger than DynamoDB allows: {exc}")
-        return exc

@@ -101,7 +101,7 @@ class RunView(BaseModel):
     @classmethod
     def of(cls, run: Run, *, include_state: bool = True) -> RunView:
         fields = run.model_dump(exclude={"subscribers", "state", "next_seq", "not_before"})
-        return cls(**fields, state=run.state if include_state else None)
+        return cls(**fields, state=dict(run.state.items()) if include_state else None)
 
 
 class CancelRequest(BaseModel):

@@ -65,7 +65,7 @@ def test_check_state_says_what_and_the_limit(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(limits, "MAX_STATE_BYTES", 100)
     with pytest.raises(StateTooLargeError) as too_large:
         limits.check_state({"pad": "x" * 200})
-    assert too_large.value.details == {"size": 211, "limit": 100}
+    assert too_large.value.details == {"size": 210, "limit": 100}  # {"pad":"xx..."}, compact JSON
     with pytest.raises(BadRequestError, match="nests 70 levels deep; the limit is 64"):
         limits.check_state({"d": nested_list(69)})
     with pytest.raises(BadRequestError, match="top-level keys"):
@@ -185,7 +185,7 @@ def test_a_tool_that_grows_the_state_too_large_fails_its_attempt(
     assert run.status is RunStatus.FAILED
     assert run.attempt == 2
     assert run.error is not None and run.error.type == "StateTooLargeError"
-    assert "5011 bytes as JSON; the limit is 1000" in run.error.message
+    assert "5010 bytes as JSON; the limit is 1000" in run.error.message
     assert run.state == {}
 
 
@@ -232,7 +232,7 @@ def test_the_state_size_kept_across_updates_is_the_size_of_its_json(
     state: dict[str, Any], updates: dict[str, Any]
 ) -> None:
     merged = {**state, **updates}
-    expected = len(json.dumps(merged, ensure_ascii=False).encode("utf-8"))
+    expected = len(json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     assert limits.state_bytes(merged) == expected
     assert limits.updated_state_bytes(state, updates, limits.state_bytes(state), "s") == expected
     assert limits.updated_state_bytes(state, updates, None, "s") == expected

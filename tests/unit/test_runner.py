@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from engine.errors import ToolMemoryExhausted, ToolProcessDied, ToolTimeoutError
+from engine.lazystate import LazyState
 from engine.registry import Tool, ToolContext, ToolRegistry
 from engine.runner import IN_PROCESS, ForkRunner
 from tests.support import tools as test_tools
@@ -112,3 +113,19 @@ def test_an_async_tool_runs_in_the_child_too() -> None:
 def test_the_in_process_runner_calls_the_tool_here() -> None:
     tool = make(lambda state, ctx: {"pid": os.getpid()})
     assert IN_PROCESS.run(tool, {}, CTX, None) == {"pid": os.getpid()}
+
+
+def test_a_lazy_state_is_loaded_in_the_parent_before_the_fork() -> None:
+    parent = os.getpid()
+    loads: list[int] = []
+
+    def load(keys: list[str]) -> dict[str, Any]:
+        loads.append(os.getpid())
+        return {key: key.upper() for key in keys}
+
+    def read(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        return {"kind": type(state).__name__, "a": state["a"], "b": state["b"]}
+
+    result = ForkRunner().run(make(read), LazyState(["a", "b"], load), CTX, 10)
+    assert result == {"kind": "dict", "a": "A", "b": "B"}
+    assert loads == [parent]

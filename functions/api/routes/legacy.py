@@ -71,7 +71,7 @@ def run_graph(request: Annotated[LegacyRunRequest, Body()]) -> LegacyRunResult:
     return LegacyRunResult(
         run_id=run.run_id,
         status=run.status,
-        final_state=run.state,
+        final_state=dict(run.state.items()),
         error=run.error,
         logs=wiring.service().list_logs(run.run_id, limit=LOG_LIMIT, owner=owner(router)),
     )
@@ -103,7 +103,7 @@ def _execution(run_id: str) -> LegacyExecution:
         status=run.status,
         current_node=run.current_node,
         step=run.step,
-        state=run.state,
+        state=dict(run.state.items()),
         error=run.error,
         logs=service.list_logs(run_id, limit=LOG_LIMIT, owner=caller),
     )
