@@ -599,6 +599,13 @@ _DEAD_LETTER_REASONS = {
 }
 
 
+NOTHING_RECORDED = (
+    "no error was recorded (no redelivery started the tool or failed in the step handler: the "
+    "invocations ended before reaching this record, or were still running when it was moved)"
+)
+"""The reason's end when the run has no delivery note for the dead message's position."""
+
+
 def dead_letter_reason(run: Run, message: StepMessage, receives: int | None) -> RunError:
     """Why a run whose current message reached the DLQ failed: its delivery note, if it has one for that position."""
     where = f"step {message.step} attempt {message.attempt} was moved to the dead-letter queue"
@@ -607,7 +614,7 @@ def dead_letter_reason(run: Run, message: StepMessage, receives: int | None) -> 
     note = run.delivery
     if note is None or note.position != message.position:
         return RunError(
-            type="StepDeliveryFailed", message=f"{where}; no error was recorded", node=run.current_node
+            type="StepDeliveryFailed", message=f"{where}; {NOTHING_RECORDED}", node=run.current_node
         )
     type_, template = _DEAD_LETTER_REASONS[note.problem]
     return RunError(

@@ -46,6 +46,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -88,6 +89,8 @@ DEFAULT_VISIBILITY_TIMEOUT = 10
 DATA_DIR = state_file.ROOT / ".local-stack" / "data"
 SNAPSHOT_INTERVAL_SECONDS = 5.0
 STOP_GRACE_SECONDS = 3.0
+HOLD_MARGIN_SECONDS = 10
+"""Beyond the step function's timeout, how long a received batch stays hidden (an environment's start)."""
 LOG_FORMATS = ("json", "text")
 HANDLERS = {
     "api": "functions.api.app:lambda_handler",
@@ -464,6 +467,7 @@ class LocalStack:
                 wait_seconds=1,
                 region=REGION,
                 function_name="step",
+                **self._step_hold(),
             ),
             workers=self.workers,
         )
@@ -497,6 +501,19 @@ class LocalStack:
         self.started_at = datetime.now(UTC)
         if self.state_file is not None:
             state_file.write(self.info(), self.state_file)
+
+    def _step_hold(self) -> dict[str, int]:
+        """With a step queue visibility timeout below the step function's timeout (which Lambda would
+        refuse), receives hide their batch for the function's timeout plus :data:`HOLD_MARGIN_SECONDS`
+        and a failed invocation's records come back after ``visibility_timeout``, so no record is
+        received again while an invocation may still be running it (:mod:`local.esm`)."""
+        timeout = self.functions["step"].config.timeout_seconds
+        if self.visibility_timeout is None or self.visibility_timeout >= timeout:
+            return {}
+        return {
+            "hold_seconds": math.ceil(timeout) + HOLD_MARGIN_SECONDS,
+            "retry_seconds": self.visibility_timeout,
+        }
 
     def _handler_environment(self) -> dict[str, str]:
         assert self.resources is not None and self.gateway is not None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -121,20 +120,43 @@ def test_crash_between_commit_and_enqueue_does_not_strand_the_run(
     assert succeeded == list(range(9))
 
 
-def test_retry_waits_without_blocking_other_runs(env: AwsEnv) -> None:
-    flaky = start(FLAKY_GRAPH)
+def test_retry_waits_without_blocking_other_runs(env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The retry is an hour away, so however slow the machine, the other run ends while it waits.
+
+    Then the test moves the service's clock past the retry's time and makes the
+    deferred message visible (as SQS does when its visibility timeout ends).
+    """
+    hour = 3600
+    slow_retry = {
+        **FLAKY_GRAPH,
+        "nodes": {"try": {"tool": "test.flaky", "retry": {"max_attempts": 3, "interval_seconds": hour}}},
+    }
+    flaky = start(slow_retry)
     other = start(LOOP_GRAPH, {"i": 0})
-    esm = steps_esm(env)
+    handles: dict[str, str] = {}
+
+    def recording(event: dict[str, Any], context: Any) -> Any:
+        handles.update({r["body"]: r["receiptHandle"] for r in event["Records"]})
+        return step_app.lambda_handler(event, context)
+
+    esm = steps_esm(env, recording)
     esm.drain()
     service = wiring.service()
     assert service.get_run(other).status is RunStatus.SUCCEEDED
     waiting = service.get_run(flaky)
     assert waiting.status is RunStatus.RUNNING
     assert waiting.attempt == 2
-    deadline = time.monotonic() + 60  # a bound for a loaded machine, not a timing assertion
-    while service.get_run(flaky).status is RunStatus.RUNNING and time.monotonic() < deadline:
-        esm.drain()
-        time.sleep(0.2)
+    attributes = env.sqs.get_queue_attributes(
+        QueueUrl=env.resources.queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"
+    [retry] = [b for b in handles if (json.loads(b)["run_id"], json.loads(b)["attempt"]) == (flaky, 2)]
+    now = service.clock()
+    monkeypatch.setattr(service, "clock", lambda: now + hour)
+    env.sqs.change_message_visibility(
+        QueueUrl=env.resources.queue_url, ReceiptHandle=handles[retry], VisibilityTimeout=0
+    )
+    esm.drain()
     run = service.get_run(flaky)
     assert run.status is RunStatus.SUCCEEDED
     assert run.state["flaky_ok"] == 2
