@@ -37,6 +37,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from cost import attribute_size  # bench/ is sys.path[0] when this runs as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 KB = 1024
@@ -55,26 +57,8 @@ TARGET_PER_MILLION = 4.0
 DATA_QUALITY_TARGET = 5.0
 
 
-def attribute_size(value: dict[str, Any]) -> int:
-    ((kind, inner),) = value.items()
-    if kind == "S":
-        return len(inner.encode())
-    if kind == "N":
-        return math.ceil(len(inner.strip("-").replace(".", "").lstrip("0") or "0") / 2) + 1
-    if kind == "B":
-        return len(inner)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "SS":
-        return sum(len(v.encode()) for v in inner)
-    if kind == "L":
-        return 3 + sum(attribute_size(v) + 1 for v in inner)
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + attribute_size(v) + 1 for k, v in inner.items())
-    return 0
-
-
 def item_size(item: dict[str, Any] | None) -> int:
+    """DynamoDB's size of an item (0 for none)."""
     return sum(len(k.encode()) + attribute_size(v) for k, v in (item or {}).items())
 
 

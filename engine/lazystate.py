@@ -7,7 +7,7 @@ all values (``items``, ``values``, ``==``, ``dict(state)``, ``{**state}``,
 ``json.dumps``, pickling, ``copy.deepcopy``) loads the missing ones first, in
 one call of the loader. ``len``, ``in``, ``keys`` and iteration over the keys
 load nothing. :meth:`json_sizes` gives the size of each value as the store
-measured it, so a size check needs no value (``engine.limits.state_problem_after``).
+measured it, so a size check needs no value (``engine.limits.updated_state_bytes``).
 
 Values it loaded are its own (the loader decodes a fresh object per call);
 ``copy`` shares what is loaded so far, as ``dict.copy`` does. Code that reads
@@ -19,9 +19,10 @@ serializer do) sees placeholders: pass ``dict(state.items())`` there (one load;
 from __future__ import annotations
 
 import json
-from _collections_abc import dict_items, dict_values
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from engine.snapshots import ReadThroughState
 
 Loader = Callable[[list[str]], dict[str, Any]]
 """Fetches and decodes the values of the given keys."""
@@ -45,7 +46,7 @@ def json_size(value: Any) -> int:
         return len(json.dumps(value, separators=(",", ":")).encode())
 
 
-class LazyState(dict[str, Any]):
+class LazyState(ReadThroughState):
     """A state whose values are loaded by ``loader`` when first read (see the module docstring).
 
     Args:
@@ -84,7 +85,13 @@ class LazyState(dict[str, Any]):
                 dict.__setitem__(self, key, value)
                 self._stored[key] = value
 
-    def _load_all(self) -> None:
+    def _read(self, key: str, raw: Any) -> Any:
+        if raw is _UNLOADED:
+            self._load([key])
+            return dict.__getitem__(self, key)
+        return raw
+
+    def _read_all(self) -> None:
         self._load(self.unloaded())
 
     def json_sizes(self) -> dict[str, int]:
@@ -98,43 +105,6 @@ class LazyState(dict[str, Any]):
             out[key] = json_size(self[key] if value is _UNLOADED else value)
         return out
 
-    def __getitem__(self, key: str) -> Any:
-        value = dict.__getitem__(self, key)
-        if value is _UNLOADED:
-            self._load([key])
-            value = dict.__getitem__(self, key)
-        return value
-
-    def __iter__(self) -> Any:
-        # Defined so that CPython merges this into another dict (``dict(state)``, ``{**state}``,
-        # ``update``) through ``keys`` and ``__getitem__``, not by its raw values.
-        return dict.__iter__(self)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        if key in self:
-            return self[key]
-        return default
-
-    def items(self) -> dict_items[str, Any]:
-        self._load_all()
-        return dict.items(self)
-
-    def values(self) -> dict_values[str, Any]:
-        self._load_all()
-        return dict.values(self)
-
-    def pop(self, key: str, *default: Any) -> Any:
-        if key in self:
-            self[key]
-        return dict.pop(self, key, *default)
-
-    def popitem(self) -> tuple[str, Any]:
-        self._load_all()
-        return dict.popitem(self)
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self else dict.setdefault(self, key, default)
-
     def copy(self) -> LazyState:
         """A state with the same keys and loader that shares the values loaded so far."""
         state = LazyState.__new__(LazyState)
@@ -143,16 +113,6 @@ class LazyState(dict[str, Any]):
         state._sizes = self._sizes
         state._stored = dict(self._stored)
         return state
-
-    def __or__(self, other: Any) -> LazyState:  # type: ignore[override]
-        if not isinstance(other, dict):
-            return NotImplemented
-        state = self.copy()
-        state.update(other)
-        return state
-
-    def __copy__(self) -> LazyState:
-        return self.copy()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
         import copy
@@ -165,17 +125,15 @@ class LazyState(dict[str, Any]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, dict):
             return NotImplemented
-        self._load_all()
+        self._read_all()
         if isinstance(other, LazyState):
-            other._load_all()
+            other._read_all()
         return dict.__eq__(self, other)
 
     def __ne__(self, other: object) -> bool:
         equal = self.__eq__(other)
         return equal if equal is NotImplemented else not equal
 
-    __hash__ = None
-
     def __repr__(self) -> str:
-        self._load_all()
+        self._read_all()
         return dict.__repr__(self)
