@@ -134,6 +134,8 @@ class LazyState(ReadThroughState):
         equal = self.__eq__(other)
         return equal if equal is NotImplemented else not equal
 
+    __hash__ = None  # type: ignore[assignment]  # a dict: unhashable
+
     def __repr__(self) -> str:
         self._read_all()
         return dict.__repr__(self)
