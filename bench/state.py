@@ -192,9 +192,11 @@ def measure(steps: int) -> dict[str, Any]:
         wiring.reset()
         service = wiring.service()
         meter = Meter(boto3.client("dynamodb"), resources.table_name)
-        for service_name in ("dynamodb", "sqs", "s3"):  # the adapters ask for both forms
-            meter.watch(wiring.client(service_name))
-            meter.watch(wiring.client(service_name, None, None))
+        for service_name in ("dynamodb", "sqs", "s3"):
+            # Older code cached the two forms the adapters ask for as two clients; watch each client once.
+            forms = {id(c): c for c in (wiring.client(service_name), wiring.client(service_name, None, None))}
+            for client in forms.values():
+                meter.watch(client)
         counter = service.create_graph(COUNTER_GRAPH).graph_id
         quality = service.create_graph(
             json.loads((ROOT / "engine" / "graphs" / "data_quality.json").read_text())
