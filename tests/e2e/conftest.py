@@ -24,6 +24,37 @@ VISIBILITY_TIMEOUT = 2
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"})
 
 
+GATED: dict[str, Any] = {
+    "name": "gated",
+    "start_node": "start",
+    "nodes": {
+        "start": {"tool": "test.noop"},
+        "gate": {"tool": "test.gate"},
+        "a": {"tool": "test.inc"},
+        "b": {"tool": "test.noop"},
+    },
+    "edges": {
+        "start": "gate",
+        "gate": "a",
+        "a": "b",
+        "b": [{"when": {"key": "i", "op": "<", "value": 3}, "to": "a"}, {"to": "__end__"}],
+    },
+}
+"""Holds at ``gate`` (``test.gate``: until the file ``state["gate"]`` exists), then loops ``a -> b`` while ``i < 3``."""
+
+
+def create_graph(api: httpx.Client, definition: dict[str, Any]) -> str:
+    response = api.post("/graphs", json=definition)
+    assert response.status_code == 201, response.text
+    return str(response.json()["graph_id"])
+
+
+def start_run(api: httpx.Client, graph_id: str, state: dict[str, Any] | None = None) -> str:
+    response = api.post("/runs", json={"graph_id": graph_id, "initial_state": state or {}})
+    assert response.status_code == 202, response.text
+    return str(response.json()["run_id"])
+
+
 def tool_modules() -> list[str]:
     modules = ["tests.support.tools"]
     if importlib.util.find_spec("engine.tools.dq") is not None:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from local.stack import LocalStack
-from tests.e2e.conftest import signer, tool_modules, wait_for_run
+from tests.e2e.conftest import create_graph, signer, start_run, tool_modules, wait_for_run
 from tests.support.tools import loop_graph
 
 pytestmark = pytest.mark.e2e
@@ -45,18 +45,6 @@ def api(stack: LocalStack) -> Iterator[httpx.Client]:
         yield client
 
 
-def create(api: httpx.Client, definition: dict[str, Any]) -> str:
-    response = api.post("/graphs", json=definition)
-    assert response.status_code == 201, response.text
-    return str(response.json()["graph_id"])
-
-
-def start(api: httpx.Client, graph_id: str, state: dict[str, Any] | None = None) -> str:
-    response = api.post("/runs", json={"graph_id": graph_id, "initial_state": state or {}})
-    assert response.status_code == 202, response.text
-    return str(response.json()["run_id"])
-
-
 def one_node(tool: str) -> dict[str, Any]:
     return {"name": tool, "start_node": "poison", "nodes": {"poison": {"tool": tool}}}
 
@@ -65,12 +53,15 @@ def test_poison_runs_fail_with_their_reason_and_twenty_innocent_runs_succeed(
     api: httpx.Client, stack: LocalStack
 ) -> None:
     poisons = {
-        start(api, create(api, one_node("test.die"))): ("ToolProcessDied", "signal 9"),
-        start(api, create(api, one_node("test.hang"))): ("ToolTimeoutError", "ran out of the step's time"),
-        start(api, create(api, one_node("test.hog"))): ("ToolMemoryExhausted", "ran out of memory"),
+        start_run(api, create_graph(api, one_node("test.die"))): ("ToolProcessDied", "signal 9"),
+        start_run(api, create_graph(api, one_node("test.hang"))): (
+            "ToolTimeoutError",
+            "ran out of the step's time",
+        ),
+        start_run(api, create_graph(api, one_node("test.hog"))): ("ToolMemoryExhausted", "ran out of memory"),
     }
-    innocent = create(api, loop_graph(1, "innocent"))
-    innocents = [start(api, innocent, {"i": 0}) for _ in range(20)]
+    innocent = create_graph(api, loop_graph(1, "innocent"))
+    innocents = [start_run(api, innocent, {"i": 0}) for _ in range(20)]
 
     budget = 6 * (STEP_TIMEOUT + VISIBILITY_TIMEOUT) + 30
     for run_id, (type_, text) in poisons.items():

@@ -15,7 +15,15 @@ from websockets.sync.client import ClientConnection, connect
 
 from engine.aws.dynamodb import DynamoStore
 from local.stack import LocalStack
-from tests.e2e.conftest import VISIBILITY_TIMEOUT, run_logs, signer, wait_for_run
+from tests.e2e.conftest import (
+    GATED,
+    VISIBILITY_TIMEOUT,
+    create_graph,
+    run_logs,
+    signer,
+    start_run,
+    wait_for_run,
+)
 from tests.support.tools import FLAKY_GRAPH
 
 pytestmark = pytest.mark.e2e
@@ -28,35 +36,6 @@ COUNTER: dict[str, Any] = {
     "nodes": {"a": {"tool": "test.inc"}, "b": {"tool": "test.noop"}},
     "edges": {"a": "b", "b": [{"when": {"key": "i", "op": "<", "value": 3}, "to": "a"}, {"to": "__end__"}]},
 }
-
-GATED: dict[str, Any] = {
-    "name": "gated",
-    "start_node": "start",
-    "nodes": {
-        "start": {"tool": "test.noop"},
-        "gate": {"tool": "test.gate"},
-        "a": {"tool": "test.inc"},
-        "b": {"tool": "test.noop"},
-    },
-    "edges": {
-        "start": "gate",
-        "gate": "a",
-        "a": "b",
-        "b": [{"when": {"key": "i", "op": "<", "value": 3}, "to": "a"}, {"to": "__end__"}],
-    },
-}
-
-
-def create_graph(api: httpx.Client, definition: dict[str, Any]) -> str:
-    response = api.post("/graphs", json=definition)
-    assert response.status_code == 201, response.text
-    return str(response.json()["graph_id"])
-
-
-def start_run(api: httpx.Client, graph_id: str, state: dict[str, Any] | None = None) -> str:
-    response = api.post("/runs", json={"graph_id": graph_id, "initial_state": state or {}})
-    assert response.status_code == 202, response.text
-    return str(response.json()["run_id"])
 
 
 def frames_until_end(

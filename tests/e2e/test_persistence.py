@@ -24,28 +24,12 @@ from botocore.credentials import Credentials
 from local import snapshot
 from local.signing import SigV4Signer
 from local.state_file import ROOT
-from tests.e2e.conftest import run_logs, wait_for_run
+from tests.e2e.conftest import GATED, create_graph, run_logs, start_run, wait_for_run
 
 pytestmark = pytest.mark.e2e
 
 START_TIMEOUT = 120.0
 
-GATED: dict[str, Any] = {
-    "name": "gated",
-    "start_node": "start",
-    "nodes": {
-        "start": {"tool": "test.noop"},
-        "gate": {"tool": "test.gate"},
-        "a": {"tool": "test.inc"},
-        "b": {"tool": "test.noop"},
-    },
-    "edges": {
-        "start": "gate",
-        "gate": "a",
-        "a": "b",
-        "b": [{"when": {"key": "i", "op": "<", "value": 3}, "to": "a"}, {"to": "__end__"}],
-    },
-}
 COUNTER: dict[str, Any] = {
     "name": "counter",
     "start_node": "a",
@@ -105,18 +89,6 @@ def dev_stack(data_dir: Path, *args: str, stop_signal: int = signal.SIGINT) -> I
                 pytest.fail(f"the stack did not stop on {stop_signal!r}")
     assert code == 0, log_path.read_text()[-3000:]
     assert not state.exists(), "the state file is removed on a clean stop"
-
-
-def create_graph(api: httpx.Client, definition: dict[str, Any]) -> str:
-    response = api.post("/graphs", json=definition)
-    assert response.status_code == 201, response.text
-    return str(response.json()["graph_id"])
-
-
-def start_run(api: httpx.Client, graph_id: str, state: dict[str, Any]) -> str:
-    response = api.post("/runs", json={"graph_id": graph_id, "initial_state": state})
-    assert response.status_code == 202, response.text
-    return str(response.json()["run_id"])
 
 
 def wait_for_file(path: Path, timeout: float = 60.0) -> None:
