@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from cost import BENCH_ENV
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -36,13 +38,7 @@ def main() -> None:
 
     os.environ.update(
         {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "bench",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-            "WORKFLOW_TOOL_MODULES": "tests.support.tools",
+            **BENCH_ENV,
             "WS_MANAGEMENT_ENDPOINT": "https://ws.example.execute-api.us-east-1.amazonaws.com/prod",
             "MAX_SUBSCRIBERS_PER_RUN": str(max(args.subscribers, 1)),
         }

@@ -38,6 +38,19 @@ STEP_FUNCTIONS_STANDARD_PER_MILLION = 25.0
 TARGET_PER_MILLION = 4.0
 
 
+BENCH_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "bench",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "WORKFLOW_TOOL_MODULES": "tests.support.tools",
+    "WS_MANAGEMENT_ENDPOINT": "",
+}
+"""The environment the benches run the handlers in on moto: fake credentials, quiet Powertools, the test tools."""
+
+
 def attribute_size(value: dict[str, Any]) -> int:
     """DynamoDB's size of one attribute value, as its documentation counts it."""
     ((kind, inner),) = value.items()
@@ -72,18 +85,7 @@ def main() -> None:
     parser.add_argument("--memory-mb", type=int, default=512)
     args = parser.parse_args()
 
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "bench",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-            "WORKFLOW_TOOL_MODULES": "tests.support.tools",
-            "WS_MANAGEMENT_ENDPOINT": "",
-        }
-    )
+    os.environ.update(BENCH_ENV)
     import boto3
     from moto import mock_aws
 

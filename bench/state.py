@@ -37,7 +37,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cost import attribute_size  # bench/ is sys.path[0] when this runs as a script
+from cost import BENCH_ENV, attribute_size  # bench/ is sys.path[0] when this runs as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -263,18 +263,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(args.code.resolve()))
     os.chdir(args.code)
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "bench",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-            "WORKFLOW_TOOL_MODULES": "tests.support.tools",
-            "WS_MANAGEMENT_ENDPOINT": "",
-        }
-    )
+    os.environ.update(BENCH_ENV)
     import engine
 
     code = str(Path(engine.__file__).resolve().parent.parent)
