@@ -407,31 +407,35 @@ class WorkflowService:
         return StepResult(StepDisposition.COMMITTED, committed, tuple(outcome.records), outcome.next_message)
 
     def _note(self, run: Run, problem: DeliveryProblem, detail: str, receives: int | None) -> None:
+        self._note_at(run.run_id, run.position, problem, detail, receives)
+
+    def _note_at(
+        self,
+        run_id: str,
+        position: tuple[int, int],
+        problem: DeliveryProblem,
+        detail: str,
+        receives: int | None,
+    ) -> bool:
+        """Note ``problem`` for ``position`` on the run; whether it was written (the run was still there)."""
         note = DeliveryNote(
-            step=run.step,
-            attempt=run.attempt,
+            step=position[0],
+            attempt=position[1],
             problem=problem,
             detail=detail[:2000],
             at=self.clock(),
             receives=receives,
         )
-        self.runs.note_delivery(run.run_id, note)
+        return self.runs.note_delivery(run_id, note)
 
     def note_failed_delivery(self, message: StepMessage, exc: Exception, receives: int | None = None) -> bool:
         """Note on the run that handling ``message`` raised ``exc``, for the DLQ's reason; whether it was noted."""
         problem = (
             DeliveryProblem.TOO_LARGE if isinstance(exc, PayloadTooLargeError) else DeliveryProblem.FAILED
         )
-        text = f"{type(exc).__name__}: {exc}"
-        note = DeliveryNote(
-            step=message.step,
-            attempt=message.attempt,
-            problem=problem,
-            detail=text[:2000],
-            at=self.clock(),
-            receives=receives,
+        return self._note_at(
+            message.run_id, message.position, problem, f"{type(exc).__name__}: {exc}", receives
         )
-        return self.runs.note_delivery(message.run_id, note)
 
     def dead_letter(self, message: StepMessage, receives: int | None = None) -> DeadLetterResult:
         """Fail the run of a message that reached the DLQ, if the message is the run's current position.

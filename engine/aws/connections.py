@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from engine.aws.attributes import Item, n, s
-from engine.aws.table import BATCH, BATCH_ATTEMPTS, Table
+from engine.aws.table import Table
 
 CONNECTION_TTL_SECONDS = 3 * 3600
 
@@ -28,15 +27,9 @@ class ConnectionTable(Table):
         return [item["sk"]["S"][len("RUN#") :] for item in self._connection_items(connection_id)]
 
     def remove_connection(self, connection_id: str) -> None:
-        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in self._connection_items(connection_id)]
-        for i in range(0, len(keys), BATCH):
-            requests: Any = {self.table: [{"DeleteRequest": {"Key": key}} for key in keys[i : i + BATCH]]}
-            for attempt in range(BATCH_ATTEMPTS):
-                out = self.client.batch_write_item(RequestItems=requests)
-                requests = out.get("UnprocessedItems")
-                if not requests:
-                    break
-                time.sleep(min(1.0, 0.05 * 2**attempt))
+        self._delete_all(
+            {"pk": item["pk"], "sk": item["sk"]} for item in self._connection_items(connection_id)
+        )
 
     def _connection_items(self, connection_id: str) -> Iterator[Item]:
         return self._query(
