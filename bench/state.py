@@ -140,18 +140,6 @@ def _pk_of(request: dict[str, Any], item: dict[str, Any]) -> str:
     raise KeyError(item["sk"])
 
 
-class Context:
-    function_name = "bench"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    aws_request_id = "bench-request"
-    log_group_name = log_stream_name = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
-
-
 def step_event(run_id: str, step: int, attempt: int) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((ROOT / "events" / "step_sqs.json").read_text())
     record = event["Records"][0]
@@ -180,6 +168,7 @@ def measure(steps: int) -> dict[str, Any]:
 
     from functions.shared import wiring
     from functions.step import app as step_app
+    from local.lambda_context import LocalContext
     from local.resources import create_resources
 
     results: dict[str, Any] = {}
@@ -218,7 +207,9 @@ def measure(steps: int) -> dict[str, Any]:
                 meter.on = done > 0
                 tick = time.process_time()
                 with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-                    out = step_app.lambda_handler(event, Context())  # type: ignore[arg-type]
+                    out = step_app.lambda_handler(
+                        event, LocalContext(function_name="bench", timeout_seconds=900)
+                    )  # type: ignore[arg-type]
                 spent = time.process_time() - tick
                 meter.on = False
                 assert not out["batchItemFailures"], out
