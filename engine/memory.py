@@ -94,11 +94,12 @@ class InMemoryRunStore:
                 return _detached(self._runs[self._keys[key]])
             if run.run_id in self._runs:
                 raise ConflictError(f"run {run.run_id} exists")
-            self._runs[run.run_id] = run.model_copy(deep=True)
+            stored = run.model_copy(deep=True, update={"revision": "0"})
+            self._runs[run.run_id] = stored
             self._logs[run.run_id] = list(records)
             if key is not None:
                 self._keys[key] = run.run_id
-            return run
+            return _detached(stored)
 
     def find_run_by_idempotency_key(self, owner: str | None, key: str) -> Run | None:
         run_id = self._keys.get((owner, key))
@@ -117,18 +118,33 @@ class InMemoryRunStore:
         except KeyError:
             raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id) from None
 
-    def commit(
-        self, run_id: str, expected: tuple[int, int], changes: RunChanges, records: list[LogRecord]
-    ) -> Run:
+    def commit(self, run: Run, changes: RunChanges, records: list[LogRecord]) -> Run:
+        run_id = run.run_id
         with self._lock:
-            run = self._runs.get(run_id)
-            if run is None:
+            stored = self._runs.get(run_id)
+            if stored is None:
                 raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
-            if run.position != expected or run.status.terminal:
-                raise StaleStepError(f"run {run_id} is at {run.position} ({run.status}), not {expected}")
-            updated = changes.apply(run)
+            if stored.revision != run.revision or stored.status.terminal:
+                raise StaleStepError(
+                    f"run {run_id} changed since it was read at {run.position} ({stored.status})",
+                    run_id=run_id,
+                )
+            updated = changes.apply(stored)
             for key in changes.state_updates:
                 updated.state[key] = fresh(updated.state[key])
+            if changes.fanout is not None:
+                same = stored.fanout is not None and stored.fanout.step == changes.fanout.step
+                kept = stored.fanout.updates if stored.fanout is not None and same else {}
+                updated.fanout = changes.fanout.model_copy(
+                    update={
+                        "running": {k: b.model_copy() for k, b in changes.fanout.running.items()},
+                        "updates": {
+                            k: fresh(v) if k in changes.fanout_written or k not in kept else kept[k]
+                            for k, v in changes.fanout.updates.items()
+                        },
+                    }
+                )
+            updated.revision = str(int(stored.revision or 0) + 1)
             self._runs[run_id] = updated
             self._logs[run_id].extend(records)
             return _detached(updated)
@@ -182,7 +198,15 @@ class InMemoryRunStore:
 
 
 def _detached(run: Run) -> Run:
-    return run.model_copy(update={"state": StateView(run.state), "subscribers": list(run.subscribers)})
+    update: dict[str, Any] = {"state": StateView(run.state), "subscribers": list(run.subscribers)}
+    if run.fanout is not None:
+        update["fanout"] = run.fanout.model_copy(
+            update={
+                "running": {k: b.model_copy() for k, b in run.fanout.running.items()},
+                "updates": StateView(run.fanout.updates),
+            }
+        )
+    return run.model_copy(update=update)
 
 
 class InMemoryConnectionStore:

@@ -38,6 +38,10 @@ class LogType(StrEnum):
     RUN_FAILED = "run_failed"
     RUN_CANCELLED = "run_cancelled"
     RUN_TIMED_OUT = "run_timed_out"
+    FANNED_OUT = "fanned_out"
+    BRANCH_SUCCEEDED = "branch_succeeded"
+    BRANCH_FAILED = "branch_failed"
+    JOINED = "joined"
 
 
 class LogRecord(BaseModel):
@@ -55,6 +59,8 @@ class LogRecord(BaseModel):
     duration_ms: float | None = None
     message: str = ""
     data: dict[str, Any] | None = None
+    branch: str | None = None
+    """The branch the record belongs to (a parallel branch's start node, or ``items[i]`` of a map); ``None`` on the main path."""
 
 
 class RunError(BaseModel):
@@ -72,6 +78,53 @@ class DeliveryProblem(StrEnum):
     HANDED_BACK = "handed_back"  # the invocation had too little time left for the node
     TOO_LARGE = "too_large"  # the step's state could not be stored
     FAILED = "failed"  # the handler failed on the record with an error
+
+
+class Branch(BaseModel):
+    """A started branch of a fan-out that has not arrived at the join: where it is and its try."""
+
+    index: int
+    node: str
+    step: int = 0
+    """Node executions of this branch so far: with ``attempt``, the branch's position."""
+    attempt: int = 1
+    not_before: float | None = None
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.step, self.attempt)
+
+
+class FanOut(BaseModel):
+    """A run's fan-out in progress: the branches (or map items) between the fan-out node and its join.
+
+    Branches ``0 .. started - 1`` have started; those in :attr:`running` have not
+    arrived at the join yet, the others have. :attr:`updates` holds, per started
+    branch (by index, as a string), the state keys it wrote so far. ``step`` is
+    the run's step at the fan-out: it tells this fan-out's messages from those of
+    an earlier one of the same node (a loop).
+    """
+
+    node: str
+    join: str
+    kind: str
+    """``parallel`` or ``map``."""
+    step: int
+    size: int
+    started: int
+    running: dict[str, Branch] = Field(default_factory=dict)
+    updates: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    names: list[str] = Field(default_factory=list)
+    """A parallel fan-out's branch names (their start nodes); a map's branches are named ``items[i]``."""
+    items: str | None = None
+    """A map's items key."""
+
+    def name(self, index: int) -> str:
+        return self.names[index] if index < len(self.names) else f"{self.items}[{index}]"
+
+    @property
+    def arrived(self) -> int:
+        return self.started - len(self.running)
 
 
 class DeliveryNote(BaseModel):
@@ -135,6 +188,11 @@ class Run(BaseModel):
     delivery: DeliveryNote | None = None
     state_bytes: int | None = None
     """The state's size as :func:`engine.limits.state_bytes` counts it, kept by each commit; ``None`` if unknown."""
+    fanout: FanOut | None = None
+    """The branches in flight while the run is between a fan-out node and its join."""
+    revision: str | None = Field(default=None, exclude=True)
+    """The store's token for this read of the run: :meth:`RunStore.commit` takes the run as read and
+    commits only if nothing was committed since. Opaque outside the store that made it."""
 
     @property
     def position(self) -> tuple[int, int]:
@@ -142,7 +200,32 @@ class Run(BaseModel):
 
     def summary(self) -> dict[str, Any]:
         """The run without its state: what lists and status lines show."""
-        return self.model_dump(mode="json", exclude={"state", "subscribers"})
+        out = self.model_dump(mode="json", exclude={"state", "subscribers", "fanout"})
+        if self.fanout is not None:
+            out["fanout"] = fanout_summary(self.fanout)
+        return out
+
+
+def fanout_summary(fanout: FanOut) -> dict[str, Any]:
+    """A fan-out's progress without the branches' updates."""
+    return {
+        "node": fanout.node,
+        "join": fanout.join,
+        "kind": fanout.kind,
+        "size": fanout.size,
+        "started": fanout.started,
+        "arrived": fanout.arrived,
+        "running": [
+            {
+                "branch": fanout.name(b.index),
+                "index": b.index,
+                "node": b.node,
+                "step": b.step,
+                "attempt": b.attempt,
+            }
+            for b in sorted(fanout.running.values(), key=lambda b: b.index)
+        ],
+    }
 
 
 class RunChanges(BaseModel):
@@ -160,6 +243,10 @@ class RunChanges(BaseModel):
     finished_at: float | None = None
     state_bytes: int | None = None
     """The state's size after these updates; ``None`` leaves the run's as it is."""
+    fanout: FanOut | None = None
+    """The run's fan-out after this commit (``None``: none in flight)."""
+    fanout_written: frozenset[str] = frozenset()
+    """The branches (indexes as strings) whose ``fanout.updates`` this commit changed: what a store must write."""
 
     @classmethod
     def advance(
@@ -229,9 +316,25 @@ class RunChanges(BaseModel):
             state_updates=updates or {},
         )
 
+    @classmethod
+    def branched(
+        cls, run: Run, *, fanout: FanOut, written: set[str], next_seq: int, now: float, executed: bool = True
+    ) -> RunChanges:
+        """The run stays at its fan-out node while its branches move; ``executed`` counts a node execution."""
+        return cls(
+            status=RunStatus.RUNNING,
+            current_node=run.current_node,
+            step=run.step + (1 if executed else 0),
+            attempt=run.attempt,
+            next_seq=next_seq,
+            updated_at=now,
+            fanout=fanout,
+            fanout_written=frozenset(written),
+        )
+
     def apply(self, run: Run) -> Run:
         """Return ``run`` with these changes, as every store must persist them."""
-        update = {name: getattr(self, name) for name in _RUN_FIELDS_CHANGED}
+        update: dict[str, Any] = {name: getattr(self, name) for name in _RUN_FIELDS_CHANGED}
         update["state"] = {**run.state, **self.state_updates} if self.state_updates else run.state
         if self.state_bytes is not None:
             update["state_bytes"] = self.state_bytes
@@ -239,7 +342,7 @@ class RunChanges(BaseModel):
 
 
 _RUN_FIELDS_CHANGED = tuple(
-    name for name in RunChanges.model_fields if name not in ("state_updates", "state_bytes")
+    name for name in RunChanges.model_fields if name not in ("state_updates", "state_bytes", "fanout_written")
 )
 
 
@@ -257,6 +360,10 @@ class StepMessage(BaseModel):
     attempt: int = 1
     not_before: float | None = None
     watchdog: bool = False
+    fanout: int | None = None
+    """For a branch's step: the :attr:`FanOut.step` of its fan-out; ``step`` and ``attempt`` are then the branch's."""
+    branch: int | None = None
+    """For a branch's step: the branch's index."""
 
     @property
     def position(self) -> tuple[int, int]:
@@ -264,12 +371,18 @@ class StepMessage(BaseModel):
 
     @property
     def group(self) -> str:
-        """The FIFO message group: the run, or the run's watchdog."""
-        return f"{self.run_id}.watchdog" if self.watchdog else self.run_id
+        """The FIFO message group: the run, a branch of it (each its own), or the run's watchdog."""
+        if self.watchdog:
+            return f"{self.run_id}.watchdog"
+        if self.branch is not None:
+            return f"{self.run_id}.b{self.branch}"
+        return self.run_id
 
     @property
     def dedup_id(self) -> str:
         base = f"{self.run_id}:{self.step}:{self.attempt}"
+        if self.branch is not None:
+            base += f":f{self.fanout}b{self.branch}"
         return f"{base}:watchdog" if self.watchdog else base
 
 

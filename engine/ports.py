@@ -44,14 +44,14 @@ class RunStore(Protocol):
     def get_run_owner(self, run_id: str) -> str | None:
         """The run's owner, without reading its state; :class:`RunNotFoundError` if absent."""
 
-    def commit(
-        self, run_id: str, expected: tuple[int, int], changes: RunChanges, records: list[LogRecord]
-    ) -> Run:
+    def commit(self, run: Run, changes: RunChanges, records: list[LogRecord]) -> Run:
         """Apply ``changes`` and append ``records`` as one atomic step.
 
-        Only if the run is still at position ``expected`` (step, attempt) and not
-        terminal; otherwise :class:`StaleStepError` and nothing is written.
-        Returns the run as committed, with its current subscribers.
+        ``run`` is the run as this store returned it (from a read or a commit):
+        its :attr:`~engine.model.Run.revision` carries what the store needs. The
+        commit happens only if nothing was committed to the run since that read
+        and it is not terminal; otherwise :class:`StaleStepError` and nothing is
+        written. Returns the run as committed, with its current subscribers.
         """
 
     def note_delivery(self, run_id: str, note: DeliveryNote) -> bool:

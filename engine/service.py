@@ -398,7 +398,7 @@ class WorkflowService:
             time_left=tool_time,
         )
         try:
-            committed = self.runs.commit(run.run_id, run.position, outcome.changes, outcome.records)
+            committed = self.runs.commit(run, outcome.changes, outcome.records)
         except StaleStepError:
             return StepResult(StepDisposition.LOST_RACE, self.runs.get_run(run.run_id))
         if send_next and outcome.next_message is not None:
@@ -577,7 +577,7 @@ class WorkflowService:
             data={"error": error.model_dump()},
         )
         changes = RunChanges.fail(run, error=error, next_seq=run.next_seq + 1, now=now, status=status)
-        committed = self.runs.commit(run_id, run.position, changes, [record])
+        committed = self.runs.commit(run, changes, [record])
         self._publish(committed, [record])
         return committed
 

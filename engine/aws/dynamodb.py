@@ -41,7 +41,7 @@ under the old ``GRAPHS`` and ``IDEM#{key}`` keys, which no owner reads.
   already stored (content-addressed, :mod:`engine.aws.state`), a ``PutObject``
   per new large value, ``PutItem`` of the log item, then one ``UpdateItem`` of
   the run conditional on ``step``, ``attempt``, a non-terminal ``status`` and
-  the ``log_token`` it read, setting only the changed manifest entries and
+  the ``log_token`` of the run as read (its revision), setting only the changed manifest entries and
   returning ``ALL_OLD`` (the small item before the update: its subscribers are
   those at the commit, which does not change them). A failed condition is
   :class:`StaleStepError`; the log item and values stay invisible: readers only
@@ -70,11 +70,13 @@ duplicate deliveries). The run item stays at a few hundred bytes plus the
 references (about 60 bytes a key), whatever the state's size; more than
 ``state_budget`` of manifest is :class:`PayloadTooLargeError`.
 
-The store remembers, per run position it has read or committed, the run's log
-token, ``next_seq``, the manifest and ``values_until``: what a commit from that
-position needs besides its arguments. A position's values never change while the
-run is not terminal (a terminal read forgets the position), so the memory is never
-stale; on a miss, or if the records disagree with it, commit reads the run first.
+Revisions. A run read from the store carries :attr:`~engine.model.Run.revision`:
+its log token, ``values_until`` and the manifests of its state and of its
+fan-out's updates, as read. :meth:`DynamoStore.commit` takes that run and needs
+no other read (and the store keeps no memory of earlier reads); its condition
+is the log token read, which every commit changes, so "nothing was committed
+since this read" is one comparison, and the position, status and every other
+field of the read still hold when it passes.
 
 Billing (on-demand: a write unit per KB of the larger of the item's sizes before
 and after, a transaction twice; a strongly consistent read unit per 4 KB of the
@@ -112,10 +114,8 @@ they finish, idempotency items ``ttl_days`` after the run started.
 
 from __future__ import annotations
 
-import threading
+import json
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
@@ -157,6 +157,7 @@ from engine.lazystate import LazyState
 from engine.model import (
     DEFAULT_MAX_SUBSCRIBERS_PER_RUN,
     DeliveryNote,
+    FanOut,
     LogRecord,
     Run,
     RunChanges,
@@ -171,7 +172,6 @@ DAY = 86_400
 STATE_BUDGET = 64 * 1024
 """The most the run item's ``state`` manifest may hold (inline values and references)."""
 MAX_KEYS_PER_UPDATE = 100
-_POSITIONS = 512
 _PAGE_ITEMS = 1000
 _ACTIVE = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
 
@@ -201,15 +201,27 @@ def _entry_size(key: str, value: str) -> int:
     return size_of(key) + size_of(value)
 
 
-@dataclass(frozen=True)
-class _Position:
-    """What a commit from one position of a run needs to know about the run as read."""
+def _revision(item: Item) -> str:
+    """What a commit from this read of the run needs: its log token, ``values_until`` and manifests."""
+    return json.dumps(
+        {
+            "t": text(item, "log_token"),
+            "u": int(number(item, "values_until") or 0) or None,
+            "m": {k: v["S"] for k, v in item["state"]["M"].items()},
+            "f": _fanout_parts(item)[1],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
 
-    log_token: str | None
-    next_seq: int
-    entries: dict[str, str]
-    """The state manifest: stored key to entry text (:mod:`engine.aws.state`)."""
-    values_until: int | None
+
+def _fanout_parts(item: Item) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The run item's fan-out without its updates, and the entries of its branches' updates."""
+    raw = text(item, "fo")
+    if raw is None:
+        return None, {}
+    data = json.loads(raw)
+    return data["fanout"], data["entries"]
 
 
 class DynamoStore(GraphTable, ConnectionTable):
@@ -248,8 +260,6 @@ class DynamoStore(GraphTable, ConnectionTable):
         self.ttl_seconds = int(ttl_days * DAY)
         self.state_budget = state_budget
         self.values = StateValues(client, table_name, self.codec, self.ttl_seconds, blob_cache_bytes)
-        self._positions: OrderedDict[tuple[str, int, int], _Position] = OrderedDict()
-        self._lock = threading.Lock()
 
     # runs
 
@@ -279,8 +289,7 @@ class DynamoStore(GraphTable, ConnectionTable):
                 if is_condition_failure(exc):
                     raise ConflictError(f"run {run.run_id} exists") from None
                 raise self._translated(exc) from exc
-        self._remember(item)
-        return run
+        return self._run(item, loaded=dict(run.state))
 
     def _create_idempotent(self, run: Run, key: str, item: Item, logs: list[Item], now: int) -> Run | None:
         """Write the run with its idempotency item in one transaction.
@@ -344,7 +353,6 @@ class DynamoStore(GraphTable, ConnectionTable):
         item = self._get(_run_key(run_id))
         if item is None:
             raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
-        self._remember(item)
         return self._run(item)
 
     def get_run_owner(self, run_id: str) -> str | None:
@@ -353,34 +361,40 @@ class DynamoStore(GraphTable, ConnectionTable):
             raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
         return text(item, "owner")
 
-    def commit(
-        self, run_id: str, expected: tuple[int, int], changes: RunChanges, records: list[LogRecord]
-    ) -> Run:
-        """Write the changed values and the records' log item, then update the run if it is still where it was read.
+    def commit(self, run: Run, changes: RunChanges, records: list[LogRecord]) -> Run:
+        """Write the changed values and the records' log item, then update the run if nothing committed since ``run`` was read.
 
-        Values and log items are written first, under keys no committed item
-        points to yet (see :mod:`engine.aws.state` and :mod:`engine.aws.runlog`).
-        The update returns the run item as it was (``ALL_OLD``: a few hundred
-        bytes, whose subscribers the commit does not change); the run returned is
-        that item with the changes applied, its state a :class:`LazyState` that
-        holds the changed values.
+        ``run.revision`` carries what the read saw: the log token (the commit's
+        condition), ``values_until`` and the manifests of the state and of the
+        fan-out's updates. Values and log items are written first, under keys no
+        committed item points to yet (see :mod:`engine.aws.state` and
+        :mod:`engine.aws.runlog`). The update returns the run item as it was
+        (``ALL_OLD``: a few hundred bytes, whose subscribers the commit does not
+        change); the run returned is that item with the changes applied, its
+        state a :class:`LazyState` that holds the changed values.
         """
-        position = self._position(run_id, expected, records[0].seq if records else None)
-        check_sequence(records, position.next_seq)
+        run_id = run.run_id
+        if run.revision is None:
+            raise StaleStepError(f"run {run_id} was not read from this store", run_id=run_id)
+        read = json.loads(run.revision)
+        log_token: str | None = read["t"]
+        read_entries: dict[str, str] = read["m"]
+        check_sequence(records, run.next_seq)
         now = int(time.time())
         pk = _run_pk(run_id)
         updates = {_state_key(k): v for k, v in changes.state_updates.items()}
-        unchanged = {k: v for k, v in position.entries.items() if k not in updates}
+        unchanged = {k: v for k, v in read_entries.items() if k not in updates}
         entries = self.values.place(pk, updates, unchanged, now)
-        values_until = self.values.renew(pk, unchanged, position.values_until, now)
+        values_until = self.values.renew(pk, unchanged, read["u"], now)
         entries.update(self.values.move_out(pk, unchanged, sum(map(size_of, entries.values())), now))
-        manifest = {**position.entries, **entries}
+        manifest = {**read_entries, **entries}
         self._check_manifest(manifest)
-        token = position.log_token
+        fanout = self._fanout_attribute(pk, changes, read, now)
+        token = log_token
         if records:
             token = new_token()
             expires = now + self.ttl_seconds
-            for log in log_items(pk, records, token, position.log_token, expires):
+            for log in log_items(pk, records, token, log_token, expires):
                 self._put(log)
 
         fields: dict[str, Any] = {
@@ -393,6 +407,7 @@ class DynamoStore(GraphTable, ConnectionTable):
             "not_before": n(changes.not_before) if changes.not_before is not None else None,
             "error": s(changes.error.model_dump_json()) if changes.error else None,
             "finished_at": n(changes.finished_at) if changes.finished_at is not None else None,
+            "fo": s(fanout) if fanout is not None else None,
         }
         if changes.status.terminal:
             fields["expires_at"] = n(now + self.ttl_seconds)
@@ -410,7 +425,7 @@ class DynamoStore(GraphTable, ConnectionTable):
         else:
             for key, value in entries.items():
                 update.set(key, s(value), within="state")
-        condition = self._position_condition(update, expected, position.log_token)
+        condition = self._read_condition(update, run.position, log_token)
         try:
             out = self.client.update_item(
                 TableName=self.table,
@@ -421,17 +436,35 @@ class DynamoStore(GraphTable, ConnectionTable):
             )
         except ClientError as exc:
             if is_condition_failure(exc):
-                self._forget(run_id, *expected)
                 if "Item" not in exc.response:
                     raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id) from None
-                raise StaleStepError(f"run {run_id} is no longer at {expected}", run_id=run_id) from None
+                raise StaleStepError(
+                    f"run {run_id} changed since it was read at {run.position}", run_id=run_id
+                ) from None
             raise self._translated(exc) from exc
-        self._forget(run_id, *expected)
         item: Item = {k: v for k, v in cast(Item, out["Attributes"]).items() if k not in fields}
         item.update({k: v for k, v in fields.items() if v is not None})
         item["state"] = {"M": {k: s(v) for k, v in manifest.items()}}
-        self._remember(item)
-        return self._run(item, loaded=changes.state_updates)
+        fanout_loaded = (
+            {k: changes.fanout.updates[k] for k in changes.fanout_written}
+            if changes.fanout is not None
+            else {}
+        )
+        return self._run(item, loaded=changes.state_updates, fanout_loaded=fanout_loaded)
+
+    def _fanout_attribute(self, pk: str, changes: RunChanges, read: dict[str, Any], now: int) -> str | None:
+        """The ``fo`` attribute after ``changes``: the fan-out, its written branches' updates placed as values."""
+        fanout = changes.fanout
+        if fanout is None:
+            return None
+        kept: dict[str, str] = read["f"]
+        written = {
+            k: fanout.updates[k] for k in fanout.updates if k in changes.fanout_written or k not in kept
+        }
+        unchanged = {k: v for k, v in kept.items() if k in fanout.updates and k not in written}
+        entries = {**unchanged, **self.values.place(pk, written, unchanged, now)}
+        body = fanout.model_dump(mode="json", exclude={"updates"})
+        return json.dumps({"fanout": body, "entries": entries}, separators=(",", ":"))
 
     def note_delivery(self, run_id: str, note: DeliveryNote) -> bool:
         """One conditional ``UpdateItem`` of the run's ``delivery`` attribute, at the note's position."""
@@ -516,9 +549,7 @@ class DynamoStore(GraphTable, ConnectionTable):
                     limit=self.max_subscribers,
                 ) from None
             raise
-        item = out["Attributes"]
-        self._remember(item)
-        return self._run(item)
+        return self._run(out["Attributes"])
 
     def remove_subscriber(self, run_id: str, connection_id: str) -> None:
         update = Update()
@@ -549,9 +580,6 @@ class DynamoStore(GraphTable, ConnectionTable):
             if self._get(_run_key(run_id), ("pk",)) is None:
                 raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id) from None
             raise RunActiveError(f"run {run_id} has not ended; cancel it first", run_id=run_id) from None
-        with self._lock:
-            for position in [p for p in self._positions if p[0] == run_id]:
-                del self._positions[position]
         self._delete_all(
             {"pk": log["pk"], "sk": log["sk"]}
             for log in self._query(
@@ -605,8 +633,10 @@ class DynamoStore(GraphTable, ConnectionTable):
         item.update({k: v for k, v in optional.items() if v is not None})
         return item
 
-    def _run(self, item: Item, loaded: dict[str, Any] | None = None) -> Run:
-        """The run an item holds; its state loads values when they are read (``loaded`` are at hand)."""
+    def _run(
+        self, item: Item, loaded: dict[str, Any] | None = None, fanout_loaded: dict[str, Any] | None = None
+    ) -> Run:
+        """The run an item holds; its state and fan-out updates load values when read (``loaded`` are at hand)."""
         error = text(item, "error")
         delivery = text(item, "delivery")
         run = Run(
@@ -628,19 +658,35 @@ class DynamoStore(GraphTable, ConnectionTable):
             subscribers=sorted(item.get("subs", {}).get("SS", [])),
             delivery=DeliveryNote.model_validate_json(delivery) if delivery else None,
             state_bytes=integer(item, "state_bytes") if "state_bytes" in item else None,
+            revision=_revision(item),
         )
-        return run.model_copy(update={"state": self._state(run.run_id, item, loaded or {})})
+        update: dict[str, Any] = {"state": self._state(run.run_id, item, loaded or {})}
+        body, entries = _fanout_parts(item)
+        if body is not None:
+            fanout = FanOut.model_validate(body)
+            update["fanout"] = fanout.model_copy(
+                update={"updates": self._lazy(run.run_id, entries, fanout_loaded or {}, escaped=False)}
+            )
+        return run.model_copy(update=update)
 
     def _state(self, run_id: str, item: Item, loaded: dict[str, Any]) -> LazyState:
         entries = {_state_name(k): v["S"] for k, v in item["state"]["M"].items()}
+        return self._lazy(run_id, entries, loaded, escaped=True)
+
+    def _lazy(
+        self, run_id: str, entries: dict[str, str], loaded: dict[str, Any], *, escaped: bool
+    ) -> LazyState:
+        """A mapping of ``entries`` (name to entry text) that loads each value when it is read."""
         sizes = {
             k: e.size for k, e in ((k, parse_entry(v)) for k, v in entries.items()) if e.size is not None
         }
         pk = _run_pk(run_id)
+        stored = _state_key if escaped else str
+        name = _state_name if escaped else str
 
         def load(keys: list[str]) -> dict[str, Any]:
-            values = self.values.load(pk, {_state_key(k): entries[k] for k in keys})
-            return {_state_name(k): v for k, v in values.items()}
+            values = self.values.load(pk, {stored(k): entries[k] for k in keys})
+            return {name(k): v for k, v in values.items()}
 
         return LazyState(entries, load, sizes, {k: v for k, v in loaded.items() if k in entries})
 
@@ -653,48 +699,9 @@ class DynamoStore(GraphTable, ConnectionTable):
                 f"the run's state manifest needs {total} bytes in its item; the limit is {self.state_budget}"
             )
 
-    # positions read
-
-    def _remember(self, item: Item) -> None:
-        key = (item["pk"]["S"][len("RUN#") :], integer(item, "step"), integer(item, "attempt"))
-        if item["status"]["S"] not in _ACTIVE:
-            self._forget(*key)
-            return
-        position = _Position(
-            log_token=text(item, "log_token"),
-            next_seq=integer(item, "next_seq"),
-            entries={k: v["S"] for k, v in item["state"]["M"].items()},
-            values_until=int(number(item, "values_until") or 0) or None,
-        )
-        with self._lock:
-            self._positions[key] = position
-            self._positions.move_to_end(key)
-            while len(self._positions) > _POSITIONS:
-                self._positions.popitem(last=False)
-
-    def _forget(self, run_id: str, step: int, attempt: int) -> None:
-        with self._lock:
-            self._positions.pop((run_id, step, attempt), None)
-
-    def _position(self, run_id: str, expected: tuple[int, int], first_seq: int | None) -> _Position:
-        """What the store knows of ``run_id`` at ``expected``, read afresh if it knows nothing or disagrees.
-
-        A caller whose records start elsewhere than the remembered ``next_seq`` read
-        the run at another time: the run is read again before it is believed.
-        """
-        key = (run_id, *expected)
-        with self._lock:
-            position = self._positions.get(key)
-        if position is None or (first_seq is not None and first_seq != position.next_seq):
-            self.get_run(run_id)
-            with self._lock:
-                position = self._positions.get(key)
-            if position is None:
-                raise StaleStepError(f"run {run_id} is not at {expected} or has ended", run_id=run_id)
-        return position
-
     @staticmethod
-    def _position_condition(update: Update, expected: tuple[int, int], log_token: str | None) -> str:
+    def _read_condition(update: Update, expected: tuple[int, int], log_token: str | None) -> str:
+        """The run is active, at ``expected`` and holds ``log_token``: nothing committed since the read."""
         step, attempt, status = update.name("step"), update.name("attempt"), update.name("status")
         token = update.name("log_token")
         pending, running = (update.value(s(v)) for v in _ACTIVE)

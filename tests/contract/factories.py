@@ -92,4 +92,9 @@ def step(
     """Commit one step of ``count`` records from ``run``'s position and return the committed run."""
     records = step_records(run, count, tag)
     changes = changes_for(run, records, updates, status=status)
-    return runs.commit(run.run_id, run.position, changes, records)
+    return runs.commit(run, changes, records)
+
+
+def unread(run: Run) -> Run:
+    """``run`` without the store's revision: what it is as data, to compare with a run made by hand."""
+    return run.model_copy(update={"revision": None})

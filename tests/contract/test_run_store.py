@@ -16,7 +16,7 @@ from engine.errors import (
 from engine.model import DeliveryNote, DeliveryProblem, LogRecord, LogType, Run, RunError, RunStatus
 from engine.ports import RunStore
 from tests.contract.conftest import CAP
-from tests.contract.factories import OTHER_OWNER, OWNER, changes_for, new_run, step, step_records
+from tests.contract.factories import OTHER_OWNER, OWNER, changes_for, new_run, step, step_records, unread
 
 
 def seqs(records: list[LogRecord]) -> list[int]:
@@ -36,8 +36,10 @@ def test_create_then_get_returns_the_run_as_created(runs: RunStore) -> None:
     returned = runs.create_run(run, records)
     stored = runs.get_run(run.run_id)
 
-    assert returned == run
-    assert stored == run
+    assert unread(returned) == run
+    assert unread(stored) == run
+    assert returned.revision is not None
+    assert stored == returned
     assert runs.list_logs(run.run_id) == records
 
 
@@ -75,7 +77,7 @@ def test_idempotency_keys_are_per_owner(runs: RunStore) -> None:
     theirs, records = new_run("run-2", {"i": 2}, idempotency_key="key-1", owner=OTHER_OWNER)
 
     assert runs.find_run_by_idempotency_key(OTHER_OWNER, "key-1") is None
-    assert runs.create_run(theirs, records) == theirs
+    assert unread(runs.create_run(theirs, records)) == theirs
 
     found = runs.find_run_by_idempotency_key(OTHER_OWNER, "key-1")
     assert found is not None and found.run_id == "run-2" and found.state == {"i": 2}
@@ -127,7 +129,7 @@ def test_commit_applies_the_changes_and_returns_the_committed_run(runs: RunStore
     records = step_records(run)
     changes = changes_for(run, records, {"i": 1, "new": [1, 2]})
 
-    committed = runs.commit(run.run_id, run.position, changes, records)
+    committed = runs.commit(run, changes, records)
 
     assert committed.status is RunStatus.RUNNING
     assert committed.current_node == "b"
@@ -152,7 +154,7 @@ def test_commit_sets_and_clears_retry_error_and_finish_fields(runs: RunStore) ->
     records = step_records(run, 2)
     error = RunError(type="ValueError", message="boom", node="a")
     retry = changes_for(run, records, retry=True, node="a", error=error)
-    retried = runs.commit(run.run_id, run.position, retry, records)
+    retried = runs.commit(run, retry, records)
     assert retried.position == (0, 2)
     assert retried.not_before == retry.not_before
     assert retried.error == error
@@ -160,7 +162,7 @@ def test_commit_sets_and_clears_retry_error_and_finish_fields(runs: RunStore) ->
 
     records = step_records(retried, 2)
     finish = changes_for(retried, records, {"done": True}, status=RunStatus.SUCCEEDED, node=None)
-    finished = runs.commit(run.run_id, retried.position, finish, records)
+    finished = runs.commit(retried, finish, records)
     assert finished.status is RunStatus.SUCCEEDED
     assert finished.current_node is None
     assert finished.not_before is None
@@ -188,19 +190,27 @@ def test_commit_of_many_keys_at_once(runs: RunStore) -> None:
     assert again.state["k2"] == {"i": 2}
 
 
-@pytest.mark.parametrize("expected", [(0, 2), (1, 1), (5, 1)])
-def test_commit_from_another_position_is_stale_and_writes_nothing(
-    runs: RunStore, expected: tuple[int, int]
-) -> None:
+def test_commit_from_a_read_older_than_the_last_commit_is_stale_and_writes_nothing(runs: RunStore) -> None:
     run = create(runs, state={"a": 1})
+    moved = step(runs, run, {"a": 2})
     records = step_records(run)
-    changes = changes_for(run, records, {"a": 2})
 
     with pytest.raises(StaleStepError):
-        runs.commit(run.run_id, expected, changes, records)
+        runs.commit(run, changes_for(run, records, {"a": 3}), records)
 
-    assert runs.get_run(run.run_id) == run
-    assert seqs(runs.list_logs(run.run_id)) == [0]
+    assert runs.get_run(run.run_id) == moved
+    assert seqs(runs.list_logs(run.run_id)) == [0, 1, 2, 3]
+
+
+def test_subscribing_and_noting_a_delivery_do_not_make_a_read_stale(runs: RunStore) -> None:
+    run = create(runs)
+    runs.add_subscriber(run.run_id, "conn-1")
+    runs.note_delivery(
+        run.run_id, DeliveryNote(step=0, attempt=1, problem=DeliveryProblem.STARTED, at=1.0)
+    )
+    committed = step(runs, run, {"a": 1})
+    assert committed.state == {"a": 1}
+    assert committed.subscribers == ["conn-1"]
 
 
 def test_a_run_commits_each_position_once(runs: RunStore) -> None:
@@ -232,10 +242,7 @@ def test_a_losing_commit_leaves_the_winners_records(runs: RunStore) -> None:
 def test_a_terminal_run_takes_no_commit(runs: RunStore) -> None:
     run = create(runs)
     records = step_records(run, 1)
-    cancelled = runs.commit(
-        run.run_id,
-        run.position,
-        changes_for(run, records, status=RunStatus.CANCELLED, node="a").model_copy(
+    cancelled = runs.commit(run, changes_for(run, records, status=RunStatus.CANCELLED, node="a").model_copy(
             update={"step": run.step, "attempt": run.attempt}
         ),
         records,
@@ -250,10 +257,10 @@ def test_a_terminal_run_takes_no_commit(runs: RunStore) -> None:
 
 
 def test_commit_to_an_unknown_run_is_not_found(runs: RunStore) -> None:
-    run, _ = new_run("ghost")
-    records = step_records(run)
+    run = create(runs).model_copy(update={"run_id": "ghost"})
+    records = [r.model_copy(update={"run_id": "ghost"}) for r in step_records(run)]
     with pytest.raises(RunNotFoundError):
-        runs.commit("ghost", run.position, changes_for(run, records), records)
+        runs.commit(run, changes_for(run, records), records)
 
 
 # isolation: what a caller does to what it handed in or got back never reaches the stored run
@@ -280,7 +287,7 @@ def test_changing_a_run_read_or_committed_changes_nothing_stored(runs: RunStore)
     read.state["other"]["k"].append(2)
     updates = {"new": {"items": [1]}}
     records = step_records(run)
-    committed = runs.commit(run.run_id, run.position, changes_for(run, records, updates), records)
+    committed = runs.commit(run, changes_for(run, records, updates), records)
     updates["new"]["items"].append("after commit")
     _scribble(committed.state)
     for value in committed.state.values():
@@ -349,7 +356,7 @@ def test_records_keep_their_fields(runs: RunStore) -> None:
         message="a failed: ValueError: boom",
         data={"error": {"type": "ValueError", "message": "boom"}, "unicode": "ü"},
     )
-    runs.commit(run.run_id, run.position, changes_for(run, [record]), [record])
+    runs.commit(run, changes_for(run, [record]), [record])
     assert runs.list_logs(run.run_id, after=0) == [record]
 
 
@@ -453,7 +460,7 @@ def test_a_delivery_note_is_kept_at_its_position_and_through_a_commit(runs: RunS
     assert runs.get_run(run.run_id).delivery == note
 
     records = step_records(run)
-    committed = runs.commit(run.run_id, run.position, changes_for(run, records, {"i": 1}), records)
+    committed = runs.commit(run, changes_for(run, records, {"i": 1}), records)
     assert committed.delivery == note
     assert runs.get_run(run.run_id).delivery == note
 
@@ -470,7 +477,7 @@ def test_a_finished_run_takes_no_delivery_note(runs: RunStore) -> None:
     run = create(runs)
     records = step_records(run)
     done = changes_for(run, records, {}).model_copy(update={"status": RunStatus.FAILED, "finished_at": 9.0})
-    finished = runs.commit(run.run_id, run.position, done, records)
+    finished = runs.commit(run, done, records)
 
     assert runs.note_delivery(run.run_id, _note(finished.position, DeliveryProblem.FAILED)) is False
     assert runs.get_run(run.run_id).delivery is None

@@ -23,7 +23,7 @@ from engine.errors import PayloadTooLargeError, StaleStepError
 from engine.model import RunStatus, StepMessage
 from engine.registry import ToolContext, ToolRegistry
 from engine.service import LOCAL_OWNER, StepDisposition, WorkflowService
-from tests.contract.factories import OWNER, changes_for, new_run, step, step_records
+from tests.contract.factories import OWNER, changes_for, new_run, step, step_records, unread
 from tests.integration.conftest import AwsEnv
 
 MB = 1024 * 1024
@@ -187,17 +187,17 @@ def test_the_last_step_of_a_run_makes_no_send(aws: AwsEnv, store: DynamoStore, c
     assert calls.names["sqs"] == []
 
 
-def test_commit_from_a_store_that_never_read_the_run_reads_it_first(
+def test_commit_from_a_store_that_never_read_the_run_needs_no_read_the_run_carries_it(
     aws: AwsEnv, store: DynamoStore, recording: Calls
 ) -> None:
     run, records = new_run(state={"a": 1})
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     other = new_store(aws)
 
     recording.clear()
     committed = step(other, run, {"a": 2})
 
-    assert recording.names["dynamodb"] == ["GetItem", "PutItem", "UpdateItem"]
+    assert recording.names["dynamodb"] == ["PutItem", "UpdateItem"]
     assert committed.state == {"a": 2}
     assert store.get_run(run.run_id) == committed
 
@@ -206,18 +206,19 @@ def test_a_stale_commit_from_a_store_that_never_read_the_run_writes_nothing(
     aws: AwsEnv, store: DynamoStore, recording: Calls
 ) -> None:
     run, records = new_run()
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     step(store, run)
 
     recording.clear()
     with pytest.raises(StaleStepError):
         step(new_store(aws), run, {"late": True})
-    assert recording.names["dynamodb"] == ["GetItem"]
+    assert recording.names["dynamodb"] == ["PutItem", "UpdateItem"]
+    assert store.get_run(run.run_id).state == {}
 
 
 def test_commit_sets_only_the_changed_state_keys(store: DynamoStore, recording: Calls) -> None:
     run, records = new_run(state={"a": 1, "b": 2, "c": {"deep": [1, 2]}})
-    store.create_run(run, records)
+    run = store.create_run(run, records)
 
     recording.clear()
     step(store, store.get_run(run.run_id), {"b": 3})
@@ -231,7 +232,7 @@ def test_commit_sets_only_the_changed_state_keys(store: DynamoStore, recording: 
 
 def test_list_logs_is_one_read_and_one_query(store: DynamoStore, recording: Calls) -> None:
     run, records = new_run()
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     for _ in range(5):
         run = step(store, run)
 
@@ -249,7 +250,7 @@ def test_a_log_page_reads_about_as_many_items_as_hold_its_records(aws: AwsEnv, s
         read.append(len(parsed.get("Items", [])))
 
     run, records = new_run()
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     for i in range(60):
         run = step(store, run, count=5 if i % 10 == 9 else 3)
     aws.dynamodb.meta.events.register("after-call.dynamodb.Query", count)
@@ -314,7 +315,7 @@ def test_item_layout(aws: AwsEnv, store: DynamoStore) -> None:
 
 def test_a_commit_with_many_records_splits_them_over_items(aws: AwsEnv, store: DynamoStore) -> None:
     run, records = new_run()
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     committed = step(store, run, count=RECORDS_PER_ITEM * 2 + 5)
 
     logs = [i for i in raw_items(aws, f"RUN#{run.run_id}") if i["sk"]["S"].startswith("LOG#")]
@@ -327,7 +328,7 @@ def test_a_commit_with_many_records_splits_them_over_items(aws: AwsEnv, store: D
 
 def test_records_of_a_crashed_commit_stay_invisible(aws: AwsEnv, store: DynamoStore) -> None:
     run, records = new_run()
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     read = store.get_run(run.run_id)
 
     def crash(**_: Any) -> None:
@@ -355,7 +356,7 @@ def test_a_slow_loser_writing_after_the_winner_committed_changes_no_record(
 ) -> None:
     """Two execution environments run the same position; the slower one writes its log item last."""
     run, records = new_run()
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     fast, slow = new_store(aws), new_store(aws)
     read_fast, read_slow = fast.get_run(run.run_id), slow.get_run(run.run_id)
 
@@ -379,7 +380,7 @@ def test_list_logs_reads_page_after_page_past_orphans(
     aws: AwsEnv, store: DynamoStore, monkeypatch: pytest.MonkeyPatch, page_items: int
 ) -> None:
     run, records = new_run()
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     loser = new_store(aws)
     for i in range(12):
         stale = loser.get_run(run.run_id)
@@ -409,7 +410,7 @@ def test_a_10_mb_state_keeps_the_run_item_small(aws: AwsEnv, store: DynamoStore)
         "small": {"n": 1},
     }
     run, records = new_run(state=state)
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     committed = step(store, run, {"more": "m" * (3 * MB), "part000": "changed"})
 
     (item,) = [i for i in raw_items(aws, f"RUN#{run.run_id}") if i["sk"]["S"] == "RUN"]
@@ -448,10 +449,10 @@ def test_without_a_blob_store_a_value_too_large_for_an_item_is_refused(aws: AwsE
     noise = base64.b64encode(random.Random(7).randbytes(450 * 1024)).decode()  # does not compress
     run, records = new_run(state={"big": noise})
     with pytest.raises(PayloadTooLargeError):
-        store.create_run(run, records)
+        run = store.create_run(run, records)
 
     run, records = new_run("run-2", state={"medium": "y" * (200 * 1024)})
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     assert store.get_run("run-2").state == {"medium": "y" * (200 * 1024)}
     with pytest.raises(PayloadTooLargeError):
         step(store, run, {"more": noise})
@@ -461,10 +462,10 @@ def test_without_a_blob_store_a_value_too_large_for_an_item_is_refused(aws: AwsE
 
 def test_a_huge_log_record_is_refused(store: DynamoStore) -> None:
     run, records = new_run()
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     huge = step_records(run, 1)[0].model_copy(update={"data": {"blob": "x" * (300 * 1024)}})
     with pytest.raises(PayloadTooLargeError):
-        store.commit(run.run_id, run.position, changes_for(run, [huge]), [huge])
+        store.commit(run, changes_for(run, [huge]), [huge])
     assert store.get_run(run.run_id) == run
 
 
@@ -484,6 +485,6 @@ def test_an_expired_idempotency_key_is_free_again(aws: AwsEnv, store: DynamoStor
     assert store.find_run_by_idempotency_key(OWNER, "key-1") is None
 
     run, records = new_run("run-new", idempotency_key="key-1")
-    assert store.create_run(run, records) == run
+    assert unread(store.create_run(run, records)) == run
     found = store.find_run_by_idempotency_key(OWNER, "key-1")
     assert found is not None and found.run_id == "run-new"

@@ -108,7 +108,7 @@ LOOP = {
 def test_the_run_item_holds_a_manifest_not_the_values(aws: AwsEnv) -> None:
     store = new_store(aws)
     run, records = new_run(state={**TEN_VALUES, **BIG_VALUES, "i": 0})
-    store.create_run(run, records)
+    run = store.create_run(run, records)
 
     item = run_item(aws, run.run_id)
     assert size(item) < 3 * KB
@@ -121,7 +121,7 @@ def test_the_run_item_holds_a_manifest_not_the_values(aws: AwsEnv) -> None:
 def test_a_commit_writes_only_the_values_it_changes(aws: AwsEnv, requests: Requests) -> None:
     store = new_store(aws)
     run, records = new_run(state={**TEN_VALUES, "i": 0})
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     fresh = new_store(aws)
     at = fresh.get_run(run.run_id)
 
@@ -162,7 +162,7 @@ def test_a_step_whose_tool_reads_one_key_fetches_no_other_value(aws: AwsEnv, req
 def test_reading_one_key_fetches_that_value_only(aws: AwsEnv, requests: Requests) -> None:
     store = new_store(aws)
     run, records = new_run(state={**TEN_VALUES, **BIG_VALUES, "other": "o" * (2 * KB), "i": 0})
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     cold = new_store(aws)
 
     requests.on = True
@@ -179,7 +179,7 @@ def test_reading_one_key_fetches_that_value_only(aws: AwsEnv, requests: Requests
 def test_a_crash_between_writing_a_value_and_the_commit_leaves_the_committed_state(aws: AwsEnv) -> None:
     store = new_store(aws)
     run, records = new_run(state={**TEN_VALUES, "i": 0})
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     crashing = new_store(aws)
     crashing.get_run(run.run_id)
 
@@ -205,7 +205,7 @@ def test_a_crash_between_writing_a_value_and_the_commit_leaves_the_committed_sta
 def test_two_workers_at_one_position_leave_the_winners_values(aws: AwsEnv) -> None:
     store = new_store(aws)
     run, records = new_run(state={**TEN_VALUES, "i": 0})
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     first, second = new_store(aws), new_store(aws)
     first.get_run(run.run_id)
     second.get_run(run.run_id)
@@ -227,7 +227,7 @@ def test_two_workers_at_one_position_leave_the_winners_values(aws: AwsEnv) -> No
 def test_a_commit_renews_values_that_would_expire_within_the_ttl(aws: AwsEnv) -> None:
     store = new_store(aws, ttl_days=1)
     run, records = new_run(state={**TEN_VALUES, "i": 0})
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     (written,) = value_items(aws, run.run_id)
     assert int(run_item(aws, run.run_id)["values_until"]["N"]) <= int(written["expires_at"]["N"])
 
@@ -249,21 +249,21 @@ def test_a_user_value_shaped_like_a_reference_stays_a_value(aws: AwsEnv) -> None
     store = new_store(aws)
     tricky = "@i:AAAAAAAAAAAAAAAAAAAAAA:1"
     run, records = new_run(state={"r": tricky, "b": {"$blob": "sha256/00"}})
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     assert new_store(aws).get_run(run.run_id).state == {"r": tricky, "b": {"$blob": "sha256/00"}}
 
 
 def test_commit_asks_for_the_old_item_not_the_new_one(aws: AwsEnv) -> None:
     store = new_store(aws)
     run, records = new_run(state={"i": 0})
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     sent: list[dict[str, Any]] = []
 
     def keep(params: dict[str, Any], **_: Any) -> None:
         sent.append(params)
 
     aws.dynamodb.meta.events.register("before-parameter-build.dynamodb.UpdateItem", keep)
-    store.commit(run.run_id, run.position, changes_for(run, step_records(run, 1)), step_records(run, 1))
+    store.commit(run, changes_for(run, step_records(run, 1)), step_records(run, 1))
     assert [p["ReturnValues"] for p in sent] == ["ALL_OLD"]
 
 
@@ -271,7 +271,7 @@ def test_value_items_are_stored_compressed_when_that_is_smaller(aws: AwsEnv) -> 
     store = new_store(aws)
     rows = [{"id": i, "name": f"customer {i}", "email": f"c{i}@example.com"} for i in range(150)]
     run, records = new_run(state={"rows": rows, "i": 0})
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     (item,) = value_items(aws, run.run_id)
     assert len(item["z"]["B"]) < len(json.dumps(rows)) / 3
     assert json.loads(value_text(item)) == rows
@@ -281,7 +281,7 @@ def test_value_items_are_stored_compressed_when_that_is_smaller(aws: AwsEnv) -> 
 def test_a_run_item_written_with_values_inline_moves_them_out_at_its_next_commit(aws: AwsEnv) -> None:
     store = new_store(aws)
     run, records = new_run(state={"i": 0})
-    store.create_run(run, records)
+    run = store.create_run(run, records)
     old_values = {f"old{n}": f"{n}" * 5000 for n in range(5)}  # as the previous layout stored them
     aws.dynamodb.update_item(
         TableName=aws.resources.table_name,
@@ -293,8 +293,9 @@ def test_a_run_item_written_with_values_inline_moves_them_out_at_its_next_commit
         },
     )
     reader = new_store(aws)
-    assert reader.get_run(run.run_id).state == {"i": 0, **old_values}
+    read = reader.get_run(run.run_id)
+    assert read.state == {"i": 0, **old_values}
 
-    step(reader, run, {"i": 1})
+    step(reader, read, {"i": 1})
     assert size(run_item(aws, run.run_id)) < 2 * KB
     assert new_store(aws).get_run(run.run_id).state == {"i": 1, **old_values}

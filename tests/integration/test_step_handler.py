@@ -173,10 +173,10 @@ def test_poison_message_ends_in_the_dlq_and_fails_its_run(
     store = wiring.store()
     original = store.commit
 
-    def commit(run_id: str, expected: Any, changes: Any, records: Any) -> Any:
-        if run_id == poisoned and changes.status is not RunStatus.FAILED:
+    def commit(run: Any, changes: Any, records: Any) -> Any:
+        if run.run_id == poisoned and changes.status is not RunStatus.FAILED:
             raise RuntimeError("simulated storage fault on every step commit")
-        return original(run_id, expected, changes, records)
+        return original(run, changes, records)
 
     monkeypatch.setattr(store, "commit", commit)
     steps_esm(env).drain()
