@@ -205,9 +205,7 @@ def test_commit_from_a_read_older_than_the_last_commit_is_stale_and_writes_nothi
 def test_subscribing_and_noting_a_delivery_do_not_make_a_read_stale(runs: RunStore) -> None:
     run = create(runs)
     runs.add_subscriber(run.run_id, "conn-1")
-    runs.note_delivery(
-        run.run_id, DeliveryNote(step=0, attempt=1, problem=DeliveryProblem.STARTED, at=1.0)
-    )
+    runs.note_delivery(run.run_id, DeliveryNote(step=0, attempt=1, problem=DeliveryProblem.STARTED, at=1.0))
     committed = step(runs, run, {"a": 1})
     assert committed.state == {"a": 1}
     assert committed.subscribers == ["conn-1"]
@@ -242,7 +240,9 @@ def test_a_losing_commit_leaves_the_winners_records(runs: RunStore) -> None:
 def test_a_terminal_run_takes_no_commit(runs: RunStore) -> None:
     run = create(runs)
     records = step_records(run, 1)
-    cancelled = runs.commit(run, changes_for(run, records, status=RunStatus.CANCELLED, node="a").model_copy(
+    cancelled = runs.commit(
+        run,
+        changes_for(run, records, status=RunStatus.CANCELLED, node="a").model_copy(
             update={"step": run.step, "attempt": run.attempt}
         ),
         records,
