@@ -66,6 +66,8 @@ def to_mermaid(graph: Graph) -> str:
         if isinstance(edge, str):
             lines.append(f"    {_node_id(source)} --> {_node_id(edge)}")
             continue
+        if not isinstance(edge, list):
+            continue
         for rule in edge:
             label = describe_condition(rule.when) if rule.when is not None else "otherwise"
             lines.append(f'    {_node_id(source)} -->|"{_label(label)}"| {_node_id(rule.to)}')

@@ -9,14 +9,28 @@ from pydantic import ValidationError
 
 from engine import conditions
 from engine.errors import InvalidGraphError, Problem
-from engine.graph import END, Graph, Node, RetryPolicy, duplicate_node_names, repeated_edge_sources
+from engine.graph import (
+    END,
+    Graph,
+    MapEdge,
+    MapSpec,
+    Node,
+    ParallelEdge,
+    RetryPolicy,
+    duplicate_node_names,
+    repeated_edge_sources,
+)
 from engine.hints import did_you_mean, unknown_tool
 from engine.limits import MAX_GRAPH_DEPTH, MAX_RULES_PER_EDGE, json_depth
 from engine.registry import ToolRegistry
 
-_EDGE_NAME = "str"
 _EDGE_RULES = "list[EdgeRule]"
-_EDGE_SHAPE = 'an edge must be a node name or a list of rules such as {"when": {...}, "to": "node"}'
+_EDGE_PARALLEL = "parallel"
+_EDGE_MAP = "map"
+_EDGE_SHAPE = (
+    'an edge must be a node name or a list of rules such as {"when": {...}, "to": "node"}, '
+    'or a fan-out ({"parallel": [...], "join": ...} or {"map": {...}})'
+)
 
 
 def _edge_forms(source: Any, names: list[str] | None = None) -> str:
@@ -24,14 +38,18 @@ def _edge_forms(source: Any, names: list[str] | None = None) -> str:
     first, second = [*names, "c"][:2] if names else ("b", "c")
     text = (
         f"edge from {str(source)!r} must be a node name ({_json(first)}), or a list of rules "
-        f'[{{"when": {{...}}, "to": {_json(first)}}}, {{"to": {_json(second)}}}]'
+        f'[{{"when": {{...}}, "to": {_json(first)}}}, {{"to": {_json(second)}}}], '
+        f'or parallel branches that meet at a join {{"parallel": [{_json(first)}, {_json(second)}], '
+        f'"join": "node"}}, or a map over a list in the state {{"map": {{"items": "key", "as": "item", '
+        f'"start": {_json(first)}, "join": "node"}}}}'
     )
     if names is not None:
         text += (
             "; a list of node names is not an edge: a run follows one edge at a time, so for nodes "
             f"that run one after another chain them ({_json(str(source))}: {_json(first)}, "
-            f"{_json(first)}: {_json(second)}), and to choose "
-            'between them give rules with "when" conditions'
+            f"{_json(first)}: {_json(second)}), to choose "
+            'between them give rules with "when" conditions, and to run them at the same time give '
+            f'{{"parallel": [{", ".join(_json(n) for n in names)}], "join": "node"}}'
         )
     return text
 
@@ -62,6 +80,12 @@ def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
         return list(Node.model_fields)
     if loc[0] == "nodes" and len(loc) == 3 and loc[2] == "retry":
         return list(RetryPolicy.model_fields)
+    if loc[0] == "edges" and len(loc) == 3 and loc[2] == _EDGE_PARALLEL:
+        return list(ParallelEdge.model_fields)
+    if loc[0] == "edges" and len(loc) == 3 and loc[2] == _EDGE_MAP:
+        return list(MapEdge.model_fields)
+    if loc[0] == "edges" and len(loc) == 4 and loc[2:] == (_EDGE_MAP, "map"):
+        return [field.alias or name for name, field in MapSpec.model_fields.items()]
     return []
 
 
@@ -82,24 +106,26 @@ def _raw_edge(raw: Any, source: Any) -> list[Any]:
 def _problems_of(exc: ValidationError, raw: Any = None) -> list[Problem]:
     """Pydantic's errors as problems, without the noise of the edge union.
 
-    An edge is ``str | list[EdgeRule]``: pydantic reports a failing edge once per
-    member of the union, under locations such as ``edges.a.str`` and
-    ``edges.a.list[EdgeRule].0.condition``. This keeps the errors of the member
-    the input was meant for (a list means rules), locates a rule as
+    An edge is a union tagged by the input's shape (:data:`engine.graph.Edge`):
+    pydantic reports errors under locations such as ``edges.a.list[EdgeRule].0.condition``
+    or ``edges.a.map.map.items``. This drops the tag (``edges.a.map.items``), locates a rule as
     :func:`find_problems` does (``edges.a[0].when``, whichever spelling the
-    condition used), and turns an edge that is neither a string nor a list into
-    one problem.
+    condition used), and turns an edge of no accepted shape into one problem
+    that lists the forms.
     """
     problems: list[Problem] = []
     listed_names: set[str] = set()
     for err in exc.errors():
         loc = err["loc"]
-        if len(loc) >= 3 and loc[0] == "edges" and loc[2] in (_EDGE_NAME, _EDGE_RULES):
+        if len(loc) == 2 and loc[0] == "edges" and err["type"] == "union_tag_not_found":
+            problems.append(Problem(f"edges.{loc[1]}", f"{_EDGE_SHAPE}: {_edge_forms(loc[1])}"))
+            continue
+        if len(loc) >= 3 and loc[0] == "edges" and loc[2] in (_EDGE_PARALLEL, _EDGE_MAP):
+            message = _message(err)
+            problems.append(Problem(_where((loc[0], loc[1], *loc[3:])), message))
+            continue
+        if len(loc) >= 3 and loc[0] == "edges" and loc[2] == _EDGE_RULES:
             edge_at = f"edges.{loc[1]}"
-            if loc[2] == _EDGE_NAME:
-                if not isinstance(err["input"], list):
-                    problems.append(Problem(edge_at, f"{_EDGE_SHAPE}: {_edge_forms(loc[1])}"))
-                continue
             if len(loc) == 3:
                 continue
             if len(loc) == 4 and isinstance(err["input"], str):
@@ -185,6 +211,8 @@ def find_problems(graph: Graph, registry: ToolRegistry) -> list[Problem]:
                 problems.append(
                     Problem(f"edges.{source}", f"edge to unknown node {edge!r}{did_you_mean(edge, nodes)}")
                 )
+            continue
+        if not isinstance(edge, list):
             continue
         if not edge:
             problems.append(
