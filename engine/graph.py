@@ -1,8 +1,9 @@
-"""The graph definition: nodes that call tools, edges, conditional edges, retry and catch.
+"""The graph definition: nodes that call tools, edges, conditional edges, fan-outs, retry and catch.
 
-The JSON format (docs/architecture.md) loads as written. Two conveniences for users of
-the earlier FastAPI versions: ``nodes`` may be a list of ``{"name": ..., "tool":
-...}`` objects, and a node may be given as a bare tool name string.
+The JSON format (docs/architecture.md; parallel branches and maps in docs/parallel.md)
+loads as written. Two conveniences for users of the earlier FastAPI versions:
+``nodes`` may be a list of ``{"name": ..., "tool": ...}`` objects, and a node may
+be given as a bare tool name string.
 Structural checks that need the tool registry or the whole graph live in
 :mod:`engine.validation`; these models only check each field's own shape.
 """
