@@ -1,8 +1,9 @@
-"""The graph definition: nodes that call tools, edges, conditional edges, retry and catch.
+"""The graph definition: nodes that call tools, edges, conditional edges, fan-outs, retry and catch.
 
-The JSON format (docs/architecture.md) loads as written. Two conveniences for users of
-the earlier FastAPI versions: ``nodes`` may be a list of ``{"name": ..., "tool":
-...}`` objects, and a node may be given as a bare tool name string.
+The JSON format (docs/architecture.md; parallel branches and maps in docs/parallel.md)
+loads as written. Two conveniences for users of the earlier FastAPI versions:
+``nodes`` may be a list of ``{"name": ..., "tool": ...}`` objects, and a node may
+be given as a bare tool name string.
 Structural checks that need the tool registry or the whole graph live in
 :mod:`engine.validation`; these models only check each field's own shape.
 """
@@ -10,12 +11,18 @@ Structural checks that need the tool registry or the whole graph live in
 from __future__ import annotations
 
 import json
-from collections import Counter
-from typing import Any, Literal
+from collections import Counter, deque
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from engine.limits import MAX_NODES, MAX_STEPS_CEILING, NUMBER_HOOKS
+from engine.limits import (
+    MAX_MAP_CONCURRENCY,
+    MAX_NODES,
+    MAX_PARALLEL_BRANCHES,
+    MAX_STEPS_CEILING,
+    NUMBER_HOOKS,
+)
 
 DEFAULT_MAX_STEPS = 100
 END = "__end__"
@@ -93,7 +100,85 @@ class EdgeRule(BaseModel):
         return value
 
 
-Edge = str | list[EdgeRule]
+ReducerName = Literal["append", "extend", "merge", "sum", "max", "min", "last"]
+"""How the writes of several branches to one state key combine at the join (:mod:`engine.reducers`)."""
+
+
+class ParallelEdge(BaseModel):
+    """``{"parallel": ["a", "b"], "join": "merge"}``: run each branch from its start node, then ``join``.
+
+    Each branch is the set of nodes reachable from its start without passing the
+    join (:meth:`Graph.region_of`); :mod:`engine.validation` checks that every
+    branch leads to the join, that branches do not share nodes and that the
+    names are unique.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    parallel: list[str] = Field(min_length=1, max_length=MAX_PARALLEL_BRANCHES)
+    join: str
+
+
+class MapSpec(BaseModel):
+    """One branch per element of the list at state key ``items``, from ``start`` to ``join``.
+
+    An item's branch sees its element at state key ``as`` and its index at
+    :attr:`index_key`. ``collect`` maps a key the branches write to a state key
+    that gets one entry per item, in item order (``None`` where an item did not
+    write it).
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    items: str
+    as_: str = Field(default="item", alias="as")
+    index_as: str | None = None
+    start: str
+    join: str
+    max_concurrency: int = Field(default=10, ge=1, le=MAX_MAP_CONCURRENCY)
+    collect: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def index_key(self) -> str:
+        """The state key of the item's index: ``index_as``, else ``"<as>_index"``."""
+        return self.index_as if self.index_as is not None else f"{self.as_}_index"
+
+
+class MapEdge(BaseModel):
+    """``{"map": {...}}``: see :class:`MapSpec`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    map: MapSpec
+
+
+FanOut = ParallelEdge | MapEdge
+
+
+def _edge_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, list):
+        return "list[EdgeRule]"
+    if isinstance(value, ParallelEdge) or (isinstance(value, dict) and "parallel" in value):
+        return "parallel"
+    if isinstance(value, MapEdge) or (isinstance(value, dict) and "map" in value):
+        return "map"
+    return None
+
+
+Edge = Annotated[
+    Annotated[str, Tag("str")]
+    | Annotated[list[EdgeRule], Tag("list[EdgeRule]")]
+    | Annotated[ParallelEdge, Tag("parallel")]
+    | Annotated[MapEdge, Tag("map")],
+    Discriminator(_edge_kind),
+]
+"""A node name, a list of rules, a :class:`ParallelEdge` or a :class:`MapEdge`.
+
+The form is chosen by the input's shape (a dict by its ``parallel`` or ``map``
+key), so a wrong edge is reported against the form it was meant to be.
+"""
 
 
 class Graph(BaseModel):
@@ -108,6 +193,7 @@ class Graph(BaseModel):
     edges: dict[str, Edge] = Field(default_factory=dict)
     max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1, le=MAX_STEPS_CEILING)
     timeout_seconds: float | None = Field(default=None, gt=0)
+    reducers: dict[str, ReducerName] = Field(default_factory=dict)
 
     @field_validator("nodes", mode="before")
     @classmethod
@@ -143,24 +229,96 @@ class Graph(BaseModel):
         return value
 
     def ends_at(self, node: str) -> bool:
-        """Whether some edge of ``node`` can end the run: no edges, or a rule to :data:`END`."""
+        """Whether some edge of ``node`` can end the run: no edges, or a rule to :data:`END`.
+
+        A fan-out node never does: its run goes on at its join.
+        """
         edge = self.edges.get(node)
         if edge is None or edge == END:
             return True
         return isinstance(edge, list) and any(rule.to == END for rule in edge)
 
     def successors(self, node: str) -> list[str]:
-        """Every node an edge (or the node's catch) can lead to from ``node``, :data:`END` excluded."""
+        """Every node an edge (or the node's catch) can lead to from ``node``, :data:`END` excluded.
+
+        For a fan-out node: its branch starts, and for a map also its join (where a
+        map over an empty list goes).
+        """
         out: list[str] = []
         edge = self.edges.get(node)
         if isinstance(edge, str):
             out.append(edge)
-        elif edge is not None:
+        elif isinstance(edge, list):
             out.extend(rule.to for rule in edge)
+        elif isinstance(edge, ParallelEdge):
+            out.extend(edge.parallel)
+        elif isinstance(edge, MapEdge):
+            out.extend([edge.map.start, edge.map.join])
         catch = self.nodes[node].catch if node in self.nodes else None
         if catch:
             out.append(catch)
-        return [n for n in out if n != END]
+        return [n for n in dict.fromkeys(out) if n != END]
+
+    def fan_out(self, node: str) -> ParallelEdge | MapEdge | None:
+        """The parallel or map edge of ``node``, or ``None`` if its edge is not a fan-out."""
+        edge = self.edges.get(node)
+        return edge if isinstance(edge, ParallelEdge | MapEdge) else None
+
+    def fan_out_nodes(self) -> list[str]:
+        """The nodes whose edge is a fan-out, in the order of ``edges``."""
+        return [name for name, edge in self.edges.items() if isinstance(edge, ParallelEdge | MapEdge)]
+
+    def branch_starts(self, node: str) -> list[str]:
+        """The start nodes of ``node``'s branches: a parallel's list, a map's ``[start]``; else ``[]``."""
+        edge = self.fan_out(node)
+        if isinstance(edge, ParallelEdge):
+            return list(edge.parallel)
+        if isinstance(edge, MapEdge):
+            return [edge.map.start]
+        return []
+
+    def join_of(self, node: str) -> str | None:
+        """The join node of fan-out node ``node``, or ``None`` if ``node`` does not fan out."""
+        edge = self.fan_out(node)
+        if isinstance(edge, ParallelEdge):
+            return edge.join
+        if isinstance(edge, MapEdge):
+            return edge.map.join
+        return None
+
+    def region_of(self, fan_out_node: str) -> dict[str, frozenset[str]]:
+        """Branch start -> the known nodes reachable from it (edges, rules, catch) without passing the join.
+
+        The join is never part of a region. Empty for a node that does not fan out.
+        """
+        join = self.join_of(fan_out_node)
+        if join is None:
+            return {}
+        regions: dict[str, frozenset[str]] = {}
+        for start in self.branch_starts(fan_out_node):
+            if start in regions:
+                continue
+            seen: set[str] = set()
+            queue = deque([start])
+            while queue:
+                name = queue.popleft()
+                if name == join or name in seen or name not in self.nodes:
+                    continue
+                seen.add(name)
+                queue.extend(self.successors(name))
+            regions[start] = frozenset(seen)
+        return regions
+
+    def branch_region(self, node: str) -> tuple[str, str] | None:
+        """``(fan-out node, branch start)`` of the first branch (in ``edges`` order) holding ``node``, or ``None``.
+
+        A valid graph puts a node in at most one branch.
+        """
+        for fan_out_node in self.fan_out_nodes():
+            for start, region in self.region_of(fan_out_node).items():
+                if node in region:
+                    return fan_out_node, start
+        return None
 
 
 def duplicate_node_names(raw: Any) -> list[str]:

@@ -34,6 +34,12 @@ MAX_RULES_PER_EDGE = 100
 """Rules in one node's list of conditional edges."""
 MAX_STEPS_CEILING = 100_000
 """The largest ``max_steps`` a graph may set."""
+MAX_PARALLEL_BRANCHES = 32
+"""Branches of one ``parallel`` edge."""
+MAX_MAP_CONCURRENCY = 100
+"""The largest ``max_concurrency`` a map may set: items of one map in flight at once."""
+MAX_MAP_ITEMS = 1000
+"""Items one map runs; a run whose list holds more when the map starts fails there."""
 MAX_STATE_BYTES = 32 * 1024 * 1024
 """The JSON text of a run's whole state."""
 MAX_STATE_KEYS = 256

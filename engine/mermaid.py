@@ -1,4 +1,4 @@
-"""Mermaid flowchart of a graph, conditional edges labelled with their conditions."""
+"""Mermaid flowchart of a graph, conditional edges labelled with their conditions, branches in subgraphs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from engine.graph import END, Graph
+from engine.graph import END, Graph, MapEdge, ParallelEdge
 
 _OP_WORDS = {"all": " and ", "any": " or "}
 
@@ -50,29 +50,75 @@ def _label(text: str) -> str:
     return text.replace('"', "#quot;").replace("|", "#124;")
 
 
+def _subgraphs(graph: Graph) -> list[tuple[str, list[str]]]:
+    """One ``(title, member nodes)`` per branch of each fan-out; a node is drawn in the first branch holding it."""
+    placed: set[str] = set()
+    out: list[tuple[str, list[str]]] = []
+    for fan_out in graph.fan_out_nodes():
+        edge = graph.fan_out(fan_out)
+        for start, region in graph.region_of(fan_out).items():
+            title = f"for each {edge.map.as_}" if isinstance(edge, MapEdge) else f"branch {start}"
+            members = [name for name in graph.nodes if name in region and name not in placed]
+            placed.update(members)
+            if members:
+                out.append((title, members))
+    return out
+
+
 def to_mermaid(graph: Graph) -> str:
-    """A ``flowchart TD`` of the graph: the start node rounded, edges to the end to an ``end`` circle."""
+    """A ``flowchart TD`` of the graph: the start node rounded, edges to the end to an ``end`` circle.
+
+    A fan-out node has dashed arrows to its branch starts, labelled ``parallel``
+    or ``map over <items> (max <n>)`` (and ``no items`` to the join); each branch is
+    a ``subgraph`` (``branch <start>``, ``for each <as>``); a join is a hexagon.
+    """
     ids = _node_ids(graph)
 
     def _node_id(name: str) -> str:
         return f"{_END_ID}((end))" if name == END else ids.get(name) or _base_id(name)
 
-    lines = ["flowchart TD"]
-    for name, node in graph.nodes.items():
+    joins = {join for join in map(graph.join_of, graph.fan_out_nodes()) if join is not None}
+
+    def _declare(name: str, indent: str) -> str:
+        node = graph.nodes[name]
         text = f"{_label(name)}<br/><small>{_label(node.tool)}</small>"
-        shape = f'(["{text}"])' if name == graph.start_node else f'["{text}"]'
-        lines.append(f"    {_node_id(name)}{shape}")
+        if name == graph.start_node:
+            shape = f'(["{text}"])'
+        elif name in joins:
+            shape = f'{{{{"{text}"}}}}'
+        else:
+            shape = f'["{text}"]'
+        return f"{indent}{_node_id(name)}{shape}"
+
+    subgraphs = _subgraphs(graph)
+    in_subgraph = {name for _, members in subgraphs for name in members}
+    lines = ["flowchart TD"]
+    lines.extend(_declare(name, "    ") for name in graph.nodes if name not in in_subgraph)
+    for i, (title, members) in enumerate(subgraphs, start=1):
+        lines.append(f'    subgraph sg_{i}["{_label(title)}"]')
+        lines.extend(_declare(name, "        ") for name in members)
+        lines.append("    end")
+    arrows: list[str] = []
     for source, edge in graph.edges.items():
         if isinstance(edge, str):
-            lines.append(f"    {_node_id(source)} --> {_node_id(edge)}")
-            continue
-        for rule in edge:
-            label = describe_condition(rule.when) if rule.when is not None else "otherwise"
-            lines.append(f'    {_node_id(source)} -->|"{_label(label)}"| {_node_id(rule.to)}')
+            arrows.append(f"    {_node_id(source)} --> {_node_id(edge)}")
+        elif isinstance(edge, list):
+            for rule in edge:
+                label = describe_condition(rule.when) if rule.when is not None else "otherwise"
+                arrows.append(f'    {_node_id(source)} -->|"{_label(label)}"| {_node_id(rule.to)}')
+        elif isinstance(edge, ParallelEdge):
+            arrows.extend(
+                f'    {_node_id(source)} -.->|"parallel"| {_node_id(start)}' for start in edge.parallel
+            )
+        else:
+            spec = edge.map
+            label = _label(f"map over {spec.items} (max {spec.max_concurrency})")
+            arrows.append(f'    {_node_id(source)} -.->|"{label}"| {_node_id(spec.start)}')
+            arrows.append(f'    {_node_id(source)} -.->|"no items"| {_node_id(spec.join)}')
     for name, node in graph.nodes.items():
         if node.catch:
-            lines.append(f'    {_node_id(name)} -.->|"on error"| {_node_id(node.catch)}')
+            arrows.append(f'    {_node_id(name)} -.->|"on error"| {_node_id(node.catch)}')
     ends = [name for name in graph.nodes if name not in graph.edges]
     for name in ends:
-        lines.append(f"    {_node_id(name)} --> {_node_id(END)}")
-    return "\n".join(dict.fromkeys(lines)) + "\n"
+        arrows.append(f"    {_node_id(name)} --> {_node_id(END)}")
+    return "\n".join([*lines, *dict.fromkeys(arrows)]) + "\n"

@@ -166,6 +166,10 @@ class CompiledGraph:
             return None, f"{node} has no outgoing edges", []
         if isinstance(edge, str):
             return (None if edge == END else edge), f"{node} -> {edge}", []
+        if not isinstance(edge, list):
+            raise ValueError(
+                f"{node!r} fans out ({type(edge).__name__}): its branches are not an edge to choose"
+            )
         reasons: list[str] = []
         keys: list[str] = []
         for i, rule in enumerate(edge):

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import ValidationError
 
 from engine import conditions
 from engine.errors import InvalidGraphError, Problem
-from engine.graph import END, Graph, Node, RetryPolicy, duplicate_node_names, repeated_edge_sources
+from engine.graph import (
+    END,
+    Graph,
+    MapEdge,
+    MapSpec,
+    Node,
+    ParallelEdge,
+    RetryPolicy,
+    duplicate_node_names,
+    repeated_edge_sources,
+)
 from engine.hints import did_you_mean, unknown_tool
-from engine.limits import MAX_GRAPH_DEPTH, MAX_RULES_PER_EDGE, json_depth
+from engine.limits import MAX_GRAPH_DEPTH, MAX_RULES_PER_EDGE, json_depth, key_problem
 from engine.registry import ToolRegistry
 
-_EDGE_NAME = "str"
 _EDGE_RULES = "list[EdgeRule]"
+_EDGE_PARALLEL = "parallel"
+_EDGE_MAP = "map"
 _EDGE_SHAPE = 'an edge must be a node name or a list of rules such as {"when": {...}, "to": "node"}'
 
 
@@ -24,14 +36,18 @@ def _edge_forms(source: Any, names: list[str] | None = None) -> str:
     first, second = [*names, "c"][:2] if names else ("b", "c")
     text = (
         f"edge from {str(source)!r} must be a node name ({_json(first)}), or a list of rules "
-        f'[{{"when": {{...}}, "to": {_json(first)}}}, {{"to": {_json(second)}}}]'
+        f'[{{"when": {{...}}, "to": {_json(first)}}}, {{"to": {_json(second)}}}], '
+        f'or parallel branches that meet at a join {{"parallel": [{_json(first)}, {_json(second)}], '
+        f'"join": "node"}}, or a map over a list in the state {{"map": {{"items": "key", "as": "item", '
+        f'"start": {_json(first)}, "join": "node"}}}}'
     )
     if names is not None:
         text += (
             "; a list of node names is not an edge: a run follows one edge at a time, so for nodes "
             f"that run one after another chain them ({_json(str(source))}: {_json(first)}, "
-            f"{_json(first)}: {_json(second)}), and to choose "
-            'between them give rules with "when" conditions'
+            f"{_json(first)}: {_json(second)}), to choose "
+            'between them give rules with "when" conditions, and to run them at the same time give '
+            f'{{"parallel": [{", ".join(_json(n) for n in names)}], "join": "node"}}'
         )
     return text
 
@@ -62,6 +78,12 @@ def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
         return list(Node.model_fields)
     if loc[0] == "nodes" and len(loc) == 3 and loc[2] == "retry":
         return list(RetryPolicy.model_fields)
+    if loc[0] == "edges" and len(loc) == 3 and loc[2] == _EDGE_PARALLEL:
+        return list(ParallelEdge.model_fields)
+    if loc[0] == "edges" and len(loc) == 3 and loc[2] == _EDGE_MAP:
+        return list(MapEdge.model_fields)
+    if loc[0] == "edges" and len(loc) == 4 and loc[2:] == (_EDGE_MAP, "map"):
+        return [field.alias or name for name, field in MapSpec.model_fields.items()]
     return []
 
 
@@ -82,24 +104,26 @@ def _raw_edge(raw: Any, source: Any) -> list[Any]:
 def _problems_of(exc: ValidationError, raw: Any = None) -> list[Problem]:
     """Pydantic's errors as problems, without the noise of the edge union.
 
-    An edge is ``str | list[EdgeRule]``: pydantic reports a failing edge once per
-    member of the union, under locations such as ``edges.a.str`` and
-    ``edges.a.list[EdgeRule].0.condition``. This keeps the errors of the member
-    the input was meant for (a list means rules), locates a rule as
+    An edge is a union tagged by the input's shape (:data:`engine.graph.Edge`):
+    pydantic reports errors under locations such as ``edges.a.list[EdgeRule].0.condition``
+    or ``edges.a.map.map.items``. This drops the tag (``edges.a.map.items``), locates a rule as
     :func:`find_problems` does (``edges.a[0].when``, whichever spelling the
-    condition used), and turns an edge that is neither a string nor a list into
-    one problem.
+    condition used), and turns an edge of no accepted shape into one problem
+    that lists the forms.
     """
     problems: list[Problem] = []
     listed_names: set[str] = set()
     for err in exc.errors():
         loc = err["loc"]
-        if len(loc) >= 3 and loc[0] == "edges" and loc[2] in (_EDGE_NAME, _EDGE_RULES):
+        if len(loc) == 2 and loc[0] == "edges" and err["type"] == "union_tag_not_found":
+            problems.append(Problem(f"edges.{loc[1]}", f"{_EDGE_SHAPE}: {_edge_forms(loc[1])}"))
+            continue
+        if len(loc) >= 3 and loc[0] == "edges" and loc[2] in (_EDGE_PARALLEL, _EDGE_MAP):
+            message = _message(err)
+            problems.append(Problem(_where((loc[0], loc[1], *loc[3:])), message))
+            continue
+        if len(loc) >= 3 and loc[0] == "edges" and loc[2] == _EDGE_RULES:
             edge_at = f"edges.{loc[1]}"
-            if loc[2] == _EDGE_NAME:
-                if not isinstance(err["input"], list):
-                    problems.append(Problem(edge_at, f"{_EDGE_SHAPE}: {_edge_forms(loc[1])}"))
-                continue
             if len(loc) == 3:
                 continue
             if len(loc) == 4 and isinstance(err["input"], str):
@@ -151,7 +175,7 @@ def parse_graph(raw: Any) -> Graph:
 
 
 def find_problems(graph: Graph, registry: ToolRegistry) -> list[Problem]:
-    """Every structural problem of ``graph``: names, tools, edges, conditions, reachability, exits."""
+    """Every structural problem of ``graph``: names, tools, edges, conditions, branches, keys, reachability, exits."""
     problems: list[Problem] = []
     nodes = graph.nodes
     if graph.start_node not in nodes:
@@ -186,6 +210,9 @@ def find_problems(graph: Graph, registry: ToolRegistry) -> list[Problem]:
                     Problem(f"edges.{source}", f"edge to unknown node {edge!r}{did_you_mean(edge, nodes)}")
                 )
             continue
+        if not isinstance(edge, list):
+            problems.extend(_fan_out_names(source, edge, nodes))
+            continue
         if not edge:
             problems.append(
                 Problem(f"edges.{source}", "has no rules; leave the node out of edges to end the run there")
@@ -210,14 +237,227 @@ def find_problems(graph: Graph, registry: ToolRegistry) -> list[Problem]:
                 default_at = i if default_at is None else default_at
             else:
                 problems.extend(Problem(where, msg) for msg in conditions.check(rule.when, "when"))
+    problems.extend(_region_problems(graph))
+    problems.extend(_key_problems(graph))
     if graph.start_node in nodes:
         problems.extend(_reachability_problems(graph))
+    return problems
+
+
+def _unknown(what: str, name: str, nodes: Collection[str]) -> str:
+    return f"{what} is unknown node {name!r}{did_you_mean(name, nodes)}"
+
+
+def _fan_out_names(source: str, edge: ParallelEdge | MapEdge, nodes: Collection[str]) -> list[Problem]:
+    """Branch starts and joins that are no node, a join listed as a branch, repeated branches."""
+    problems: list[Problem] = []
+    if isinstance(edge, MapEdge):
+        at, join, starts = (
+            f"edges.{source}.map",
+            edge.map.join,
+            [(f"edges.{source}.map.start", edge.map.start)],
+        )
+    else:
+        at, join = f"edges.{source}", edge.join
+        starts = [(f"edges.{source}.parallel[{i}]", start) for i, start in enumerate(edge.parallel)]
+    if join not in nodes:
+        problems.append(Problem(f"{at}.join", _unknown(f"the join of {source!r}", join, nodes)))
+    elif join == source:
+        problems.append(Problem(f"{at}.join", f"{source!r} cannot be its own join"))
+    seen: set[str] = set()
+    for where, start in starts:
+        if start == join:
+            text = "the start of the map" if isinstance(edge, MapEdge) else "a branch"
+            problems.append(
+                Problem(
+                    where, f"the join {join!r} of {source!r} is also {text}: a branch runs at least one node"
+                )
+            )
+        elif start not in nodes:
+            problems.append(Problem(where, _unknown(f"a branch of {source!r}", start, nodes)))
+        elif start in seen:
+            problems.append(Problem(where, f"branch {start!r} of {source!r} is listed more than once"))
+        seen.add(start)
+    return problems
+
+
+def _branch(fan_out: str, start: str, graph: Graph) -> str:
+    if isinstance(graph.edges.get(fan_out), MapEdge):
+        return f"the branch of map {fan_out!r} (from {start!r})"
+    return f"branch {start!r} of {fan_out!r}"
+
+
+def _region_problems(graph: Graph) -> list[Problem]:
+    """Per fan-out, what is wrong with its branches' regions (:meth:`Graph.region_of`).
+
+    A branch must lead to its join and nowhere else out of its region, must not
+    end the run, run its own fan-out node again or hold another fan-out node;
+    the branches of a parallel share no node; only the fan-out node enters a
+    branch, at its start; the run does not start inside a branch.
+    """
+    problems: list[Problem] = []
+    nodes = graph.nodes
+    fan_outs = graph.fan_out_nodes()
+    predecessors: dict[str, list[str]] = {n: [] for n in nodes}
+    for name in nodes:
+        for target in graph.successors(name):
+            if target in predecessors:
+                predecessors[target].append(name)
+    for fan_out in fan_outs:
+        join = graph.join_of(fan_out)
+        if join not in nodes or join == fan_out:
+            continue
+        starts = graph.branch_starts(fan_out)
+        owner: dict[str, str] = {}
+        regions = graph.region_of(fan_out)
+        for start, region in regions.items():
+            if start not in nodes:
+                continue
+            siblings = frozenset().union(*(r for s, r in regions.items() if s != start))
+            branch = _branch(fan_out, start, graph)
+            problems.extend(
+                Problem(
+                    f"edges.{name}" if name in graph.edges else f"nodes.{name}",
+                    f"{branch} can end the run at {name!r}; a branch must lead to its join {join!r}",
+                )
+                for name in sorted(region)
+                if graph.ends_at(name)
+            )
+            if not any(graph.ends_at(name) for name in region) and not any(
+                join in graph.successors(name) for name in region
+            ):
+                problems.append(Problem(f"edges.{fan_out}", f"{branch} never reaches its join {join!r}"))
+            if fan_out in region:
+                # The region then spans every branch: sharing and entering it are consequences of this.
+                problems.append(
+                    Problem(
+                        f"edges.{fan_out}",
+                        f"{branch} leads back to {fan_out!r}: a branch cannot run its own fan-out node again",
+                    )
+                )
+                continue
+            problems.extend(
+                Problem(
+                    f"edges.{inner}",
+                    f"{branch} holds the fan-out node {inner!r}: parallel branches and maps inside a branch "
+                    "are not supported yet",
+                )
+                for inner in fan_outs
+                if inner != fan_out and inner in region
+            )
+            for name in sorted(region):
+                other = owner.setdefault(name, start)
+                if other != start:
+                    problems.append(
+                        Problem(
+                            f"nodes.{name}",
+                            f"node {name!r} is in branches {other!r} and {start!r} of {fan_out!r}; "
+                            "branches of a parallel cannot share nodes",
+                        )
+                    )
+                if name == fan_out:
+                    continue
+                for source in predecessors[name]:
+                    # An edge from a sibling branch makes the branches share nodes, reported above.
+                    if source in region or source in siblings or (source == fan_out and name in starts):
+                        continue
+                    via_catch = nodes[source].catch == name and name not in _edge_targets(graph, source)
+                    problems.append(
+                        Problem(
+                            f"nodes.{source}.catch" if via_catch else f"edges.{source}",
+                            f"{'catch' if via_catch else 'edge'} from {source!r} leads into {branch} at "
+                            f"{name!r}; a branch is entered only from its fan-out node, at its start",
+                        )
+                    )
+    found = graph.branch_region(graph.start_node)
+    if found is not None:
+        problems.append(
+            Problem(
+                "start_node",
+                f"start node {graph.start_node!r} is inside {_branch(found[0], found[1], graph)}; "
+                "a run starts outside every branch",
+            )
+        )
+    return problems
+
+
+def _edge_targets(graph: Graph, source: str) -> list[str]:
+    """The nodes ``source``'s edge (not its catch) leads to."""
+    edge = graph.edges.get(source)
+    if isinstance(edge, str):
+        return [edge]
+    if isinstance(edge, list):
+        return [rule.to for rule in edge]
+    join = graph.join_of(source)
+    return graph.branch_starts(source) + ([join] if isinstance(edge, MapEdge) and join else [])
+
+
+def _key_problems(graph: Graph) -> list[Problem]:
+    """State keys a map or a reducer names: valid keys, distinct where they must be."""
+    problems: list[Problem] = []
+    collected: dict[str, str] = {}
+    for source, edge in graph.edges.items():
+        if not isinstance(edge, MapEdge):
+            continue
+        spec, at = edge.map, f"edges.{source}.map"
+        named = [("items", spec.items), ("as", spec.as_)]
+        if spec.index_as is not None:
+            named.append(("index_as", spec.index_as))
+        for field, key in named:
+            problem = key_problem(key)
+            if problem is not None:
+                problems.append(Problem(f"{at}.{field}", problem))
+        if spec.as_ == spec.items:
+            problems.append(
+                Problem(
+                    f"{at}.as",
+                    f"'as' ({spec.as_!r}) must differ from 'items': the element would hide the list",
+                )
+            )
+        if spec.index_key in (spec.items, spec.as_):
+            problems.append(
+                Problem(
+                    f"{at}.index_as",
+                    f"the index key {spec.index_key!r} must differ from 'items' and 'as'",
+                )
+            )
+        targets: dict[str, str] = {}
+        for branch_key, target in spec.collect.items():
+            for key in (branch_key, target):
+                problem = key_problem(key)
+                if problem is not None:
+                    problems.append(Problem(f"{at}.collect", problem))
+            if target in targets:
+                problems.append(
+                    Problem(
+                        f"{at}.collect",
+                        f"{targets[target]!r} and {branch_key!r} are both collected into {target!r}",
+                    )
+                )
+            targets.setdefault(target, branch_key)
+            collected.setdefault(target, source)
+    for key in graph.reducers:
+        problem = key_problem(key)
+        if problem is not None:
+            problems.append(Problem(f"reducers.{key}", problem))
+        if key in collected:
+            problems.append(
+                Problem(
+                    f"reducers.{key}",
+                    f"{key!r} has a reducer and is also the list map {collected[key]!r} collects into; "
+                    "give it one or the other",
+                )
+            )
     return problems
 
 
 def _reachability_problems(graph: Graph) -> list[Problem]:
     known = graph.nodes.keys()
     forward: dict[str, list[str]] = {n: [s for s in graph.successors(n) if s in known] for n in known}
+    for fan_out in graph.fan_out_nodes():
+        join = graph.join_of(fan_out)
+        if fan_out in forward and join in known:
+            forward[fan_out].append(join)
     reachable = _closure([graph.start_node], forward)
     problems = [
         Problem(f"nodes.{n}", f"node is unreachable from start node {graph.start_node!r}")

@@ -130,3 +130,79 @@ def test_each_line_appears_once() -> None:
     )
     lines = to_mermaid(graph).splitlines()
     assert len(lines) == len(set(lines))
+
+
+FANNED = Graph.model_validate(
+    {
+        "start_node": "load",
+        "nodes": {
+            "load": "dq.load",
+            "split": "t.split",
+            "a": {"tool": "t.a", "catch": "a_fix"},
+            "a_fix": "t.fix",
+            "b": "t.b",
+            "merge": "t.merge",
+            "clean": "t.clean",
+            "check": "t.check",
+            "combine": "t.combine",
+        },
+        "edges": {
+            "load": "split",
+            "split": {"parallel": ["a", "b"], "join": "merge"},
+            "a": "merge",
+            "a_fix": "merge",
+            "b": "merge",
+            "merge": {
+                "map": {
+                    "items": "chunks",
+                    "as": "chunk",
+                    "start": "clean",
+                    "join": "combine",
+                    "max_concurrency": 4,
+                }
+            },
+            "clean": "check",
+            "check": [{"when": {"key": "ok", "op": "exists"}, "to": "combine"}, {"to": "clean"}],
+        },
+    }
+)
+
+
+def _subgraph_members(text: str) -> dict[str, list[str]]:
+    blocks = re.findall(
+        r'^    subgraph sg_\d+\["([^"]*)"\]\n((?:        .*\n)*)    end$', text, flags=re.MULTILINE
+    )
+    return {title: re.findall(r"^        (n_\w+)", body, flags=re.MULTILINE) for title, body in blocks}
+
+
+def test_parallel_branches_are_dashed_parallel_arrows_into_subgraphs() -> None:
+    text = to_mermaid(FANNED)
+    assert '    n_split -.->|"parallel"| n_a' in text
+    assert '    n_split -.->|"parallel"| n_b' in text
+    members = _subgraph_members(text)
+    assert members["branch a"] == ["n_a", "n_a_fix"]
+    assert members["branch b"] == ["n_b"]
+    assert '    n_a -.->|"on error"| n_a_fix' in text
+    assert "    n_a --> n_merge" in text
+
+
+def test_a_map_is_labelled_with_its_items_and_concurrency_and_its_branch_is_for_each() -> None:
+    text = to_mermaid(FANNED)
+    assert '    n_merge -.->|"map over chunks (max 4)"| n_clean' in text
+    assert '    n_merge -.->|"no items"| n_combine' in text
+    assert _subgraph_members(text)["for each chunk"] == ["n_clean", "n_check"]
+    assert '    n_check -->|"otherwise"| n_clean' in text
+
+
+def test_joins_are_hexagons_and_nodes_are_declared_once() -> None:
+    text = to_mermaid(FANNED)
+    assert '    n_merge{{"merge<br/><small>t.merge</small>"}}' in text
+    assert '    n_combine{{"combine<br/><small>t.combine</small>"}}' in text
+    assert '    n_load(["load<br/><small>dq.load</small>"])' in text
+    declared = re.findall(r"^\s+(n_\w+)[\[({]", text, flags=re.MULTILINE)
+    assert sorted(declared) == sorted(f"n_{name}" for name in FANNED.nodes)
+    assert "    n_combine --> n__end((end))" in text
+    assert text.count("    end\n") == 3
+    # A join is outside every branch; the fan-out and start nodes too.
+    for title, members in _subgraph_members(text).items():
+        assert not {"n_merge", "n_combine", "n_split", "n_load"} & set(members), title
