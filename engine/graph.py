@@ -152,7 +152,7 @@ class MapEdge(BaseModel):
     map: MapSpec
 
 
-FanOut = ParallelEdge | MapEdge
+FanOutEdge = ParallelEdge | MapEdge
 
 
 def _edge_kind(value: Any) -> str | None:

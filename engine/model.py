@@ -325,7 +325,7 @@ class RunChanges(BaseModel):
             status=RunStatus.RUNNING,
             current_node=run.current_node,
             step=run.step + (1 if executed else 0),
-            attempt=run.attempt,
+            attempt=1 if executed else run.attempt,
             next_seq=next_seq,
             updated_at=now,
             fanout=fanout,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from engine.attempt import execute_step
+from engine.attempt import execute_step, run_tool
 from engine.errors import (
     BadRequestError,
     GraphNotFoundError,
@@ -36,6 +36,7 @@ from engine.errors import (
     RunNotFoundError,
     StaleStepError,
 )
+from engine.fanout import branch_message, branch_view, decide_branch, running_messages
 from engine.graph import Graph
 from engine.limits import check_state, state_bytes
 from engine.model import (
@@ -53,7 +54,7 @@ from engine.model import (
 from engine.ports import GraphStore, LogSink, RunStore, StepQueue
 from engine.registry import ToolRegistry
 from engine.runner import IN_PROCESS, ForkRunner, ToolRunner
-from engine.step import Clock, CompiledGraph
+from engine.step import Clock, CompiledGraph, StepOutcome, needs_draw, run_timed_out
 from engine.validation import validate_graph
 
 PublishErrorHook = Callable[[Run, Exception], None]
@@ -61,6 +62,8 @@ PublishErrorHook = Callable[[Run, Exception], None]
 LOCAL_OWNER = "local"
 """The owner of what in-process callers create when they name none."""
 COMMIT_RETRIES = 5
+BRANCH_COMMIT_RETRIES = 50
+"""How often a branch step decides again after losing its commit to a sibling's before it gives the message back."""
 WATCHDOG_GRACE_SECONDS = 5.0
 """How long after an inline run's budget its watchdog message is due.
 
@@ -109,6 +112,12 @@ class StepResult:
     next_message: StepMessage | None = None
     defer_seconds: float = 0.0
     reason: str = ""
+    more: tuple[StepMessage, ...] = ()
+    """Messages sent besides ``next_message`` (the branches a fan-out started, re-sent branch messages)."""
+
+    @property
+    def messages(self) -> list[StepMessage]:
+        return [self.next_message, *self.more] if self.next_message is not None else list(self.more)
 
 
 def new_id() -> str:
@@ -337,15 +346,148 @@ class WorkflowService:
         now = self.clock()
         if message.not_before is not None and message.not_before > now:
             return StepResult(StepDisposition.DEFERRED, run, defer_seconds=message.not_before - now)
+        if message.branch is not None:
+            return self._run_branch(run, message, isolate=isolate, time_left=time_left, receives=receives)
+        if run.fanout is not None:
+            return self._stale(run, running_messages(run))
         if message.position != run.position:
-            resend = None
+            resend = []
             if message.position < run.position:
-                resend = StepMessage(
-                    run_id=run.run_id, step=run.step, attempt=run.attempt, not_before=run.not_before
-                )
-                self.queue.send(resend)
-            return StepResult(StepDisposition.STALE, run, next_message=resend)
+                resend = [self._current_message(run)]
+            return self._stale(run, resend)
         return self._execute(run, send_next=True, isolate=isolate, time_left=time_left, receives=receives)
+
+    @staticmethod
+    def _current_message(run: Run) -> StepMessage:
+        return StepMessage(run_id=run.run_id, step=run.step, attempt=run.attempt, not_before=run.not_before)
+
+    def _stale(self, run: Run, resend: list[StepMessage]) -> StepResult:
+        """A message behind the run: re-send ``resend`` (the run's current messages it may have lost)."""
+        for message in resend:
+            self.queue.send(message)
+        first = resend[0] if resend else None
+        return StepResult(StepDisposition.STALE, run, next_message=first, more=tuple(resend[1:]))
+
+    def _run_branch(
+        self, run: Run, message: StepMessage, *, isolate: bool, time_left: float | None, receives: int | None
+    ) -> StepResult:
+        """A branch's message: execute it if the run's fan-out holds that branch at that position.
+
+        A message of a fan-out that has joined re-sends the run's current
+        message (the join's may be the one lost); of a branch that arrived, the
+        messages of branches not yet begun (the arrival may have started one);
+        of a branch that moved on, that branch's current message.
+        """
+        fanout = run.fanout
+        if fanout is None:
+            return self._stale(run, [self._current_message(run)])
+        if fanout.step != message.fanout:
+            return self._stale(run, [])
+        assert message.branch is not None
+        branch = fanout.running.get(str(message.branch))
+        if branch is None:
+            return self._stale(run, [m for m in running_messages(run) if m.position == (0, 1)])
+        if message.position != branch.position:
+            behind = message.position < branch.position
+            return self._stale(run, [branch_message(run.run_id, fanout, branch)] if behind else [])
+        return self._execute_branch(
+            run, message.branch, isolate=isolate, time_left=time_left, receives=receives
+        )
+
+    def _execute_branch(
+        self, run: Run, index: int, *, isolate: bool, time_left: float | None, receives: int | None
+    ) -> StepResult:
+        """Run branch ``index``'s node and commit what follows, deciding again after a sibling's commit."""
+        assert run.fanout is not None
+        branch = run.fanout.running[str(index)]
+        now = self.clock()
+        if branch.not_before is not None and branch.not_before > now:
+            return StepResult(StepDisposition.DEFERRED, run, defer_seconds=branch.not_before - now)
+        try:
+            compiled = self.compiled(run.graph_id, run.graph_version)
+        except GraphNotFoundError:
+            return self._graph_gone(run)
+        view = branch_view(compiled, run, index)
+        budget = self._tool_budget(
+            compiled, view, isolate=isolate, time_left=time_left, receives=receives, note=False
+        )
+        if isinstance(budget, StepResult):
+            return budget
+        tool_time, runner = budget
+        started = self.clock()
+        timed_out = run_timed_out(compiled, view, started)
+        if timed_out is not None:
+            return self._commit(run, timed_out, send_next=True)
+        done = run_tool(compiled, view, self.registry, runner=runner, time_left=tool_time)
+        finished = self.clock()
+        draw = self.rng() if needs_draw(compiled, view) else 1.0
+        for _ in range(BRANCH_COMMIT_RETRIES):
+            outcome = decide_branch(
+                compiled,
+                run,
+                index,
+                done.result,
+                started=started,
+                now=finished,
+                duration_ms=done.duration_ms,
+                draw=draw,
+            )
+            try:
+                committed = self.runs.commit(run, outcome.changes, outcome.records)
+            except StaleStepError:
+                run = self.runs.get_run(run.run_id)
+                fanout = run.fanout
+                current = fanout.running.get(str(index)) if fanout is not None else None
+                if run.status.terminal or current is None or current.position != branch.position:
+                    return StepResult(StepDisposition.LOST_RACE, run)
+                continue
+            return self._sent(committed, outcome, send_next=True)
+        raise StaleStepError(
+            f"branch {index} of run {run.run_id} lost {BRANCH_COMMIT_RETRIES} commits in a row to its siblings",
+            run_id=run.run_id,
+        )
+
+    def _tool_budget(
+        self,
+        compiled: CompiledGraph,
+        run: Run,
+        *,
+        isolate: bool,
+        time_left: float | None,
+        receives: int | None,
+        note: bool = True,
+    ) -> tuple[float | None, ToolRunner] | StepResult:
+        """The tool's time limit and runner for the node at ``run``'s position, or the HANDED_BACK result.
+
+        ``note`` writes the delivery notes of the run's main position (a branch's position has none).
+        """
+        tool_time: float | None = None
+        if time_left is not None:
+            node_name = run.current_node or compiled.graph.start_node
+            node_timeout = compiled.graph.nodes[node_name].timeout_seconds
+            usable = time_left - STEP_MARGIN_SECONDS
+            if usable <= 0 or (node_timeout is not None and node_timeout > usable):
+                needs = (
+                    f"node {node_name!r} needs {node_timeout:g}s" if node_timeout else f"node {node_name!r}"
+                )
+                reason = (
+                    f"{needs} + {STEP_MARGIN_SECONDS:g}s to commit and only {max(time_left, 0):.3g}s "
+                    "of the invocation were left"
+                )
+                if note:
+                    self._note(run, DeliveryProblem.HANDED_BACK, reason, receives)
+                return StepResult(StepDisposition.HANDED_BACK, run, reason=reason)
+            tool_time = usable if isolate else None
+        if not isolate:
+            return tool_time, IN_PROCESS
+        if note:
+            started = (
+                f"isolated attempt started with {time_left:.3g}s of the invocation left"
+                if time_left
+                else "isolated attempt started"
+            )
+            self._note(run, DeliveryProblem.STARTED, started, receives)
+        return tool_time, self.isolated_runner
 
     def _execute(
         self,
@@ -363,31 +505,10 @@ class WorkflowService:
             compiled = self.compiled(run.graph_id, run.graph_version)
         except GraphNotFoundError:
             return self._graph_gone(run)
-        tool_time: float | None = None
-        if time_left is not None:
-            node_name = run.current_node or compiled.graph.start_node
-            node_timeout = compiled.graph.nodes[node_name].timeout_seconds
-            usable = time_left - STEP_MARGIN_SECONDS
-            if usable <= 0 or (node_timeout is not None and node_timeout > usable):
-                needs = (
-                    f"node {node_name!r} needs {node_timeout:g}s" if node_timeout else f"node {node_name!r}"
-                )
-                reason = (
-                    f"{needs} + {STEP_MARGIN_SECONDS:g}s to commit and only {max(time_left, 0):.3g}s "
-                    "of the invocation were left"
-                )
-                self._note(run, DeliveryProblem.HANDED_BACK, reason, receives)
-                return StepResult(StepDisposition.HANDED_BACK, run, reason=reason)
-            tool_time = usable if isolate else None
-        runner: ToolRunner = IN_PROCESS
-        if isolate:
-            runner = self.isolated_runner
-            started = (
-                f"isolated attempt started with {time_left:.3g}s of the invocation left"
-                if time_left
-                else "isolated attempt started"
-            )
-            self._note(run, DeliveryProblem.STARTED, started, receives)
+        budget = self._tool_budget(compiled, run, isolate=isolate, time_left=time_left, receives=receives)
+        if isinstance(budget, StepResult):
+            return budget
+        tool_time, runner = budget
         outcome = execute_step(
             compiled,
             run,
@@ -397,14 +518,29 @@ class WorkflowService:
             runner=runner,
             time_left=tool_time,
         )
+        return self._commit(run, outcome, send_next=send_next)
+
+    def _commit(self, run: Run, outcome: StepOutcome, *, send_next: bool) -> StepResult:
+        """Commit ``outcome`` from ``run`` as read; LOST_RACE if another commit came first."""
         try:
             committed = self.runs.commit(run, outcome.changes, outcome.records)
         except StaleStepError:
             return StepResult(StepDisposition.LOST_RACE, self.runs.get_run(run.run_id))
-        if send_next and outcome.next_message is not None:
-            self.queue.send(outcome.next_message)
+        return self._sent(committed, outcome, send_next=send_next)
+
+    def _sent(self, committed: Run, outcome: StepOutcome, *, send_next: bool) -> StepResult:
+        """After a commit: send its messages (if ``send_next``), publish its records, and say so."""
+        if send_next:
+            for message in outcome.messages:
+                self.queue.send(message)
         self._publish(committed, outcome.records)
-        return StepResult(StepDisposition.COMMITTED, committed, tuple(outcome.records), outcome.next_message)
+        return StepResult(
+            StepDisposition.COMMITTED,
+            committed,
+            tuple(outcome.records),
+            outcome.next_message,
+            more=outcome.more,
+        )
 
     def _note(self, run: Run, problem: DeliveryProblem, detail: str, receives: int | None) -> None:
         self._note_at(run.run_id, run.position, problem, detail, receives)
@@ -451,9 +587,14 @@ class WorkflowService:
                 return DeadLetterResult(DeadLetterDisposition.MISSING)
             if run.status.terminal:
                 return DeadLetterResult(DeadLetterDisposition.FINISHED, run)
-            if run.position != message.position:
+            if message.branch is not None:
+                error = dead_branch_reason(run, message, receives)
+                if error is None:
+                    return DeadLetterResult(DeadLetterDisposition.STALE, run)
+            elif run.position != message.position or run.fanout is not None:
                 return DeadLetterResult(DeadLetterDisposition.STALE, run)
-            error = dead_letter_reason(run, message, receives)
+            else:
+                error = dead_letter_reason(run, message, receives)
             try:
                 failed = self._finish_at(run, RunStatus.FAILED, LogType.RUN_FAILED, error)
             except StaleStepError:
@@ -493,7 +634,8 @@ class WorkflowService:
         committed; if the send fails, no run is stored. A run still going when
         the budget is spent is handed to the queue at once. A repeated
         ``idempotency_key`` returns the first run, its current position
-        re-enqueued if it has not finished.
+        re-enqueued if it has not finished. A run that fans out is handed to the
+        queue at the fan-out: its branches run in step functions.
         """
         deadline = self.clock() + budget_seconds
         if idempotency_key:
@@ -513,6 +655,10 @@ class WorkflowService:
         while not run.status.terminal:
             result = self._execute(run, send_next=False)
             run = result.run
+            if run.fanout is not None:
+                for message in result.messages:
+                    self.queue.send(message)
+                return run
             if result.disposition is StepDisposition.LOST_RACE:
                 continue
             if result.disposition is StepDisposition.DEFERRED:
@@ -608,6 +754,27 @@ NOTHING_RECORDED = (
     "invocations ended before reaching this record, or were still running when it was moved)"
 )
 """The reason's end when the run has no delivery note for the dead message's position."""
+
+
+def dead_branch_reason(run: Run, message: StepMessage, receives: int | None) -> RunError | None:
+    """Why a run fails whose branch message reached the DLQ; ``None`` if the branch is no longer there."""
+    fanout = run.fanout
+    if fanout is None or fanout.step != message.fanout or message.branch is None:
+        return None
+    branch = fanout.running.get(str(message.branch))
+    if branch is None or branch.position != message.position:
+        return None
+    where = (
+        f"branch {fanout.name(branch.index)} step {message.step} attempt {message.attempt} "
+        "was moved to the dead-letter queue"
+    )
+    if receives:
+        where += f" after {receives} deliveries"
+    return RunError(
+        type="StepDeliveryFailed",
+        message=f"{where} (the step handler failed on it or its invocations died)",
+        node=branch.node,
+    )
 
 
 def dead_letter_reason(run: Run, message: StepMessage, receives: int | None) -> RunError:

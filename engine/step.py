@@ -104,9 +104,20 @@ def json_problem(value: Any, path: str = "") -> str | None:
 
 @dataclass(frozen=True)
 class StepOutcome:
+    """The changes to commit, the step's records and the messages to send once committed.
+
+    ``next_message`` is the first message (``None``: none); a fan-out starts
+    several branches, the others are in ``more``.
+    """
+
     changes: RunChanges
     records: list[LogRecord]
     next_message: StepMessage | None
+    more: tuple[StepMessage, ...] = ()
+
+    @property
+    def messages(self) -> list[StepMessage]:
+        return [self.next_message, *self.more] if self.next_message is not None else list(self.more)
 
 
 class _Log:
@@ -323,6 +334,10 @@ def _advance(
     updates: dict[str, Any],
 ) -> StepOutcome:
     graph = compiled.graph
+    if graph.fan_out(node_name) is not None:
+        from engine.fanout import fan_out
+
+        return fan_out(compiled, run, log, node_name, state, updates)
     try:
         target, why, keys = compiled.choose_edge(node_name, state)
     except ConditionError as exc:
