@@ -145,3 +145,63 @@ def hog(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     held = []
     while True:
         held.append(bytearray(HOG_CHUNK))
+
+
+@tool("test.tag", description="Append the node's name to the list at 'path' and add 1 to 'count'")
+def tag(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    return {"path": [ctx.node], "count": 1, f"{ctx.node}_done": True}
+
+
+@tool("test.square", description="Square the map item at 'item' (its index at 'item_index')")
+def square(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    return {"square": state["item"] ** 2, "total": state["item"], "where": state["item_index"]}
+
+
+@tool("test.items", description="Put the list 0 .. state['n'] - 1 at 'items'")
+def items(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    return {"items": list(range(int(state.get("n", 10))))}
+
+
+@tool("test.fail", description="Raise ValueError")
+def fail(state: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    raise ValueError(f"{ctx.node} failed on purpose")
+
+
+def parallel_graph(branches: int = 2, name: str = "parallel") -> dict[str, Any]:
+    """``split`` fans out to ``b0 .. b{n-1}`` (each one node), joined at ``merge``; reducers on ``path`` and ``count``."""
+    names = [f"b{i}" for i in range(branches)]
+    return {
+        "name": name,
+        "start_node": "split",
+        "nodes": {"split": "test.noop", **{n: "test.tag" for n in names}, "merge": "test.noop"},
+        "edges": {
+            "split": {"parallel": names, "join": "merge"},
+            **{n: "merge" for n in names},
+            "merge": "__end__",
+        },
+        "reducers": {"path": "extend", "count": "sum"},
+    }
+
+
+def map_graph(max_concurrency: int = 10, name: str = "squares") -> dict[str, Any]:
+    """``make`` puts ``n`` items in the state, ``square`` runs per item, ``done`` joins; squares collected in order."""
+    return {
+        "name": name,
+        "start_node": "make",
+        "nodes": {"make": "test.items", "square": "test.square", "done": "test.noop"},
+        "edges": {
+            "make": {
+                "map": {
+                    "items": "items",
+                    "start": "square",
+                    "join": "done",
+                    "max_concurrency": max_concurrency,
+                    "collect": {"square": "squares", "where": "order"},
+                }
+            },
+            "square": "done",
+            "done": "__end__",
+        },
+        "reducers": {"total": "sum"},
+        "max_steps": 10_000,
+    }
