@@ -565,7 +565,12 @@ class WorkflowService:
         return self.runs.note_delivery(run_id, note)
 
     def note_failed_delivery(self, message: StepMessage, exc: Exception, receives: int | None = None) -> bool:
-        """Note on the run that handling ``message`` raised ``exc``, for the DLQ's reason; whether it was noted."""
+        """Note on the run that handling ``message`` raised ``exc``, for the DLQ's reason; whether it was noted.
+
+        Notes are kept for the run's main position only: a branch message's is not noted.
+        """
+        if message.branch is not None:
+            return False
         problem = (
             DeliveryProblem.TOO_LARGE if isinstance(exc, PayloadTooLargeError) else DeliveryProblem.FAILED
         )

@@ -275,6 +275,14 @@ def show_run(output: Output, run: dict[str, Any], client: WorkflowClient) -> Non
         table.add_row("node", str(run["current_node"]))
     if "step" in run:
         table.add_row("steps", str(run["step"]))
+    fanout = run.get("fanout")
+    if fanout:
+        running = ", ".join(f"{b['branch']} at {b['node']}" for b in fanout.get("running", []))
+        table.add_row(
+            "branches",
+            f"{fanout['kind']} from {fanout['node']}: {fanout['arrived']} of {fanout['size']} arrived at "
+            f"{fanout['join']}" + (f"; running {running}" if running else ""),
+        )
     table.add_row("created", _when(run.get("created_at")))
     if run.get("finished_at"):
         elapsed = float(run["finished_at"]) - float(run.get("created_at", run["finished_at"]))

@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.graph import Graph
-from engine.model import GraphRecord, LogRecord, Run, RunError, RunStatus
+from engine.model import GraphRecord, LogRecord, Run, RunError, RunStatus, fanout_summary
 
 GRAPH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
@@ -97,11 +97,17 @@ class RunView(BaseModel):
     updated_at: float
     finished_at: float | None = None
     idempotency_key: str | None = None
+    fanout: dict[str, Any] | None = Field(
+        default=None,
+        description="While the run is between a fan-out node and its join: the branches' progress "
+        "(size, started, arrived, and where each running branch is).",
+    )
 
     @classmethod
     def of(cls, run: Run, *, include_state: bool = True) -> RunView:
-        fields = run.model_dump(exclude={"subscribers", "state", "next_seq", "not_before"})
-        return cls(**fields, state=dict(run.state.items()) if include_state else None)
+        fields = run.model_dump(exclude={"subscribers", "state", "next_seq", "not_before", "fanout"})
+        fanout = fanout_summary(run.fanout) if run.fanout is not None else None
+        return cls(**fields, state=dict(run.state.items()) if include_state else None, fanout=fanout)
 
 
 class CancelRequest(BaseModel):

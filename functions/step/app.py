@@ -122,7 +122,9 @@ def time_left(context: LambdaContext | None) -> float | None:
 @tracer.capture_method
 def handle_record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     message = StepMessage.model_validate_json(record.body)
-    logger.append_keys(run_id=message.run_id, step=message.step, attempt=message.attempt)
+    logger.append_keys(
+        run_id=message.run_id, step=message.step, attempt=message.attempt, branch=message.branch
+    )
     receives = int(record.attributes.approximate_receive_count or 1)
     isolate = wiring.settings().isolates(receives)
     if isolate:
