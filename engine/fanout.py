@@ -354,10 +354,10 @@ def _join(compiled: CompiledGraph, run: Run, fanout: FanOut, log: _Log) -> StepO
             run.state, [(fanout.name(i), u) for i, u in enumerate(per_branch)], graph.reducers, exclude
         )
     except MergeConflict as exc:
-        error = RunError(type="BranchConflict", message=str(exc), node=fanout.join)
+        error = RunError(type="MergeConflict", message=str(exc), node=fanout.join)
         return _fail(run, log, error)
     except ReducerError as exc:
-        error = RunError(type="ReducerFailed", message=str(exc), node=fanout.join)
+        error = RunError(type="ReducerError", message=str(exc), node=fanout.join)
         return _fail(run, log, error)
     updates = {**merged, **collected}
     try:
