@@ -18,6 +18,7 @@ from engine.errors import ToolTimeoutError
 from engine.model import Run
 from engine.registry import ToolContext, ToolRegistry
 from engine.runner import IN_PROCESS, ToolRunner
+from engine.snapshots import fresh
 from engine.step import (
     Clock,
     CompiledGraph,
@@ -49,8 +50,11 @@ def run_tool(
     *,
     runner: ToolRunner = IN_PROCESS,
     time_left: float | None = None,
+    idempotency_key: str | None = None,
 ) -> ToolRun:
     """Run the tool of the node at ``run``'s position with ``runner``.
+
+    ``idempotency_key`` replaces the context's default (a branch step's is its own).
 
     ``time_left`` (seconds) bounds the tool's time limit when it is shorter than
     the node's ``timeout_seconds``; a tool stopped there has timed out with a
@@ -59,7 +63,9 @@ def run_tool(
     """
     node_name = run.current_node or compiled.graph.start_node
     node = compiled.graph.nodes[node_name]
-    ctx = ToolContext(run.run_id, run.graph_id, node_name, run.step, run.attempt)
+    ctx = ToolContext(
+        run.run_id, run.graph_id, node_name, run.step, run.attempt, fresh(node.params), idempotency_key
+    )
     tick = time.perf_counter()
     result: ToolResult
     try:

@@ -18,10 +18,13 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 
 from engine.limits import (
     MAX_MAP_CONCURRENCY,
+    MAX_NODE_PARAMS_BYTES,
     MAX_NODES,
     MAX_PARALLEL_BRANCHES,
+    MAX_STATE_DEPTH,
     MAX_STEPS_CEILING,
     NUMBER_HOOKS,
+    json_depth,
 )
 
 DEFAULT_MAX_STEPS = 100
@@ -63,21 +66,48 @@ class RetryPolicy(BaseModel):
 
 
 class Node(BaseModel):
-    """A node calls one tool. ``catch`` names the node taken once retries are exhausted."""
+    """A node calls one tool. ``catch`` names the node taken once retries are exhausted.
 
-    model_config = ConfigDict(extra="forbid")
+    ``params`` (``metadata`` is accepted for it, as in the earlier versions'
+    format) is JSON data the tool receives as ``ctx.params``, at most
+    :data:`~engine.limits.MAX_NODE_PARAMS_BYTES` of it.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=False)
 
     tool: str = Field(min_length=1)
     description: str | None = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_seconds: float | None = Field(default=None, gt=0, le=900)
     catch: str | None = None
+    params: Any = None
 
     @model_validator(mode="before")
     @classmethod
     def _from_tool_name(cls, value: Any) -> Any:
         if isinstance(value, str):
             return {"tool": value}
+        if isinstance(value, dict) and "metadata" in value:
+            if "params" in value:
+                raise ValueError("give the node's parameters as 'params' or as 'metadata', not both")
+            value = {("params" if k == "metadata" else k): v for k, v in value.items()}
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _json_params(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"params must be JSON data: {exc}") from None
+        if len(text.encode()) > MAX_NODE_PARAMS_BYTES:
+            raise ValueError(
+                f"params take {len(text.encode())} bytes as JSON; the limit is {MAX_NODE_PARAMS_BYTES}"
+            )
+        if json_depth(value) > MAX_STATE_DEPTH:
+            raise ValueError(f"params are nested deeper than {MAX_STATE_DEPTH} levels")
         return value
 
 

@@ -26,8 +26,10 @@ DEFAULT_TOOL_MODULES = ("engine.tools.dq",)
 class ToolContext:
     """What a tool knows about the call it is part of.
 
-    ``idempotency_key`` is ``"{run_id}:{step}"``: the same for every attempt of a
-    step, so a side effect outside the state can be made once per step.
+    ``idempotency_key`` is ``"{run_id}:{step}"`` (in a branch,
+    ``"{run_id}:{fan-out step}:{branch}:{branch step}"``): the same for every
+    attempt of a step, so a side effect outside the state can be made once per
+    step. ``params`` is the node's ``params`` from the graph (a copy), or ``None``.
     """
 
     run_id: str
@@ -35,10 +37,12 @@ class ToolContext:
     node: str
     step: int
     attempt: int
+    params: Any = None
+    key: str | None = None
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.run_id}:{self.step}"
+        return self.key if self.key is not None else f"{self.run_id}:{self.step}"
 
 
 @dataclass(frozen=True)

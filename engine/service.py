@@ -418,7 +418,10 @@ class WorkflowService:
         timed_out = run_timed_out(compiled, view, started)
         if timed_out is not None:
             return self._commit(run, timed_out, send_next=True)
-        done = run_tool(compiled, view, self.registry, runner=runner, time_left=tool_time)
+        key = f"{run.run_id}:{run.fanout.step}:{index}:{branch.step}"
+        done = run_tool(
+            compiled, view, self.registry, runner=runner, time_left=tool_time, idempotency_key=key
+        )
         finished = self.clock()
         draw = self.rng() if needs_draw(compiled, view) else 1.0
         for _ in range(BRANCH_COMMIT_RETRIES):

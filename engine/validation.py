@@ -54,7 +54,7 @@ def _edge_forms(source: Any, names: list[str] | None = None) -> str:
 
 _NODE_FORMS = (
     'a node is a tool name ("dq.profile") or an object such as {"tool": "dq.profile", '
-    '"retry": {"max_attempts": 3}, "timeout_seconds": 30, "catch": "node"}'
+    '"retry": {"max_attempts": 3}, "timeout_seconds": 30, "catch": "node", "params": {...}}'
 )
 
 
