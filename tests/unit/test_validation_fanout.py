@@ -252,6 +252,29 @@ def test_no_edge_into_a_branch_but_from_its_fan_out(registry: ToolRegistry) -> N
     find(problems, "nodes.merge.catch", "catch from 'merge' leads into branch 'a' of 'split' at 'a'")
 
 
+def test_the_fan_out_nodes_catch_cannot_lead_into_its_branches(registry: ToolRegistry) -> None:
+    raw = parallel({"split": {"parallel": ["a", "b"], "join": "merge"}, "a": "merge", "b": "merge"}, "a", "b")
+    raw["nodes"]["split"] = {"tool": "t.noop", "catch": "b"}
+    problems = problems_of(raw, registry)
+    find(problems, "nodes.split.catch", "catch from 'split' leads into branch 'b' of 'split' at 'b'")
+    raw["nodes"]["split"] = {"tool": "t.noop", "catch": "merge"}
+    validate_graph(raw, registry)
+
+
+def test_a_catch_that_leaves_a_branch_is_named_as_the_cause(registry: ToolRegistry) -> None:
+    raw = parallel(
+        {"split": {"parallel": ["a", "b"], "join": "merge"}, "a": "merge", "b": "merge", "report": "__end__"},
+        "a",
+        "b",
+        "report",
+    )
+    raw["nodes"]["a"] = {"tool": "t.noop", "catch": "report"}
+    problems = problems_of(raw, registry)
+    problem = find(problems, "edges.report", "branch 'a' of 'split' can end the run at 'report'")
+    assert "because the catch of 'a' leads there" in problem.message
+    assert "a failed branch follows the catch of 'split'" in problem.message
+
+
 def test_the_run_cannot_start_inside_a_branch(registry: ToolRegistry) -> None:
     raw = parallel({"split": {"parallel": ["a"], "join": "merge"}, "a": "merge"}, "a")
     raw["start_node"] = "a"
