@@ -292,41 +292,24 @@ def _region_problems(graph: Graph) -> list[Problem]:
 
     A branch must lead to its join and nowhere else out of its region, must not
     end the run, run its own fan-out node again or hold another fan-out node;
-    the branches of a parallel share no node; only the fan-out node enters a
-    branch, at its start; the run does not start inside a branch.
+    the branches of a parallel share no node; only the fan-out node's edge enters
+    a branch, at its start; the run does not start inside a branch.
     """
     problems: list[Problem] = []
-    nodes = graph.nodes
-    fan_outs = graph.fan_out_nodes()
-    predecessors: dict[str, list[str]] = {n: [] for n in nodes}
-    for name in nodes:
+    predecessors: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for name in graph.nodes:
         for target in graph.successors(name):
             if target in predecessors:
                 predecessors[target].append(name)
-    for fan_out in fan_outs:
+    for fan_out in graph.fan_out_nodes():
         join = graph.join_of(fan_out)
-        if join not in nodes or join == fan_out:
+        if join not in graph.nodes or join == fan_out:
             continue
-        starts = graph.branch_starts(fan_out)
         owner: dict[str, str] = {}
-        regions = graph.region_of(fan_out)
+        regions = {start: r for start, r in graph.region_of(fan_out).items() if start in graph.nodes}
         for start, region in regions.items():
-            if start not in nodes:
-                continue
-            siblings = frozenset().union(*(r for s, r in regions.items() if s != start))
             branch = _branch(fan_out, start, graph)
-            problems.extend(
-                Problem(
-                    f"edges.{name}" if name in graph.edges else f"nodes.{name}",
-                    f"{branch} can end the run at {name!r}; a branch must lead to its join {join!r}",
-                )
-                for name in sorted(region)
-                if graph.ends_at(name)
-            )
-            if not any(graph.ends_at(name) for name in region) and not any(
-                join in graph.successors(name) for name in region
-            ):
-                problems.append(Problem(f"edges.{fan_out}", f"{branch} never reaches its join {join!r}"))
+            problems.extend(_exit_problems(graph, fan_out, start, region, branch))
             if fan_out in region:
                 # The region then spans every branch: sharing and entering it are consequences of this.
                 problems.append(
@@ -342,7 +325,7 @@ def _region_problems(graph: Graph) -> list[Problem]:
                     f"{branch} holds the fan-out node {inner!r}: parallel branches and maps inside a branch "
                     "are not supported yet",
                 )
-                for inner in fan_outs
+                for inner in graph.fan_out_nodes()
                 if inner != fan_out and inner in region
             )
             for name in sorted(region):
@@ -355,20 +338,8 @@ def _region_problems(graph: Graph) -> list[Problem]:
                             "branches of a parallel cannot share nodes",
                         )
                     )
-                if name == fan_out:
-                    continue
-                for source in predecessors[name]:
-                    # An edge from a sibling branch makes the branches share nodes, reported above.
-                    if source in region or source in siblings or (source == fan_out and name in starts):
-                        continue
-                    via_catch = nodes[source].catch == name and name not in _edge_targets(graph, source)
-                    problems.append(
-                        Problem(
-                            f"nodes.{source}.catch" if via_catch else f"edges.{source}",
-                            f"{'catch' if via_catch else 'edge'} from {source!r} leads into {branch} at "
-                            f"{name!r}; a branch is entered only from its fan-out node, at its start",
-                        )
-                    )
+            siblings = frozenset().union(*(r for s, r in regions.items() if s != start))
+            problems.extend(_entry_problems(graph, fan_out, start, region, siblings, predecessors, branch))
     found = graph.branch_region(graph.start_node)
     if found is not None:
         problems.append(
@@ -378,6 +349,73 @@ def _region_problems(graph: Graph) -> list[Problem]:
                 "a run starts outside every branch",
             )
         )
+    return problems
+
+
+def _by_edges(graph: Graph, start: str, join: str) -> set[str]:
+    """The nodes reachable from ``start`` by edges and rules alone (no catch), the join excluded."""
+    seen: set[str] = set()
+    queue = deque([start])
+    while queue:
+        name = queue.popleft()
+        if name == join or name in seen or name not in graph.nodes:
+            continue
+        seen.add(name)
+        queue.extend(_edge_targets(graph, name))
+    return seen
+
+
+def _exit_problems(
+    graph: Graph, fan_out: str, start: str, region: frozenset[str], branch: str
+) -> list[Problem]:
+    """Nodes of the branch that end the run, or a branch that never reaches its join."""
+    join = graph.join_of(fan_out) or ""
+    problems: list[Problem] = []
+    by_edges = _by_edges(graph, start, join)
+    for name in sorted(region):
+        if not graph.ends_at(name):
+            continue
+        message = f"{branch} can end the run at {name!r}; a branch must lead to its join {join!r}"
+        if name not in by_edges:
+            catches = sorted(n for n in region if graph.nodes[n].catch == name)
+            message += (
+                f" ({name!r} is in the branch because the catch of {', '.join(map(repr, catches))} leads "
+                f"there: a catch inside a branch stays in it, and a failed branch follows the catch of {fan_out!r})"
+            )
+        problems.append(Problem(f"edges.{name}" if name in graph.edges else f"nodes.{name}", message))
+    if not problems and not any(join in graph.successors(name) for name in region):
+        problems.append(Problem(f"edges.{fan_out}", f"{branch} never reaches its join {join!r}"))
+    return problems
+
+
+def _entry_problems(
+    graph: Graph,
+    fan_out: str,
+    start: str,
+    region: frozenset[str],
+    siblings: frozenset[str],
+    predecessors: dict[str, list[str]],
+    branch: str,
+) -> list[Problem]:
+    """Edges and catches from outside the branch into it; only the fan-out node's edge may enter, at the start."""
+    problems: list[Problem] = []
+    for name in sorted(region):
+        for source in predecessors[name]:
+            # An edge from a sibling branch makes the branches share nodes, reported by the caller.
+            if source in region or source in siblings:
+                continue
+            by_edge = name in _edge_targets(graph, source)
+            if source == fan_out and by_edge and name in graph.branch_starts(fan_out):
+                if graph.nodes[source].catch != name:
+                    continue
+                by_edge = False
+            problems.append(
+                Problem(
+                    f"edges.{source}" if by_edge else f"nodes.{source}.catch",
+                    f"{'edge' if by_edge else 'catch'} from {source!r} leads into {branch} at {name!r}; "
+                    "a branch is entered only by its fan-out node's edge, at its start",
+                )
+            )
     return problems
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from hypothesis import given, settings
 
 from engine.graph import Graph
 from engine.mermaid import describe_condition, to_mermaid
+from tests.unit.test_validation_fanout import parallel_graphs
 
 DQ = Graph.model_validate(
     {
@@ -206,3 +210,21 @@ def test_joins_are_hexagons_and_nodes_are_declared_once() -> None:
     # A join is outside every branch; the fan-out and start nodes too.
     for title, members in _subgraph_members(text).items():
         assert not {"n_merge", "n_combine", "n_split", "n_load"} & set(members), title
+
+
+@settings(max_examples=50)
+@given(parallel_graphs())
+def test_every_node_is_declared_once_and_each_branch_is_one_subgraph(
+    generated: tuple[dict[str, Any], dict[str, list[str]]],
+) -> None:
+    raw, branches = generated
+    graph = Graph.model_validate(raw)
+    text = to_mermaid(graph)
+    declared = re.findall(r"^\s+(n_\w+)[\[({]", text, flags=re.MULTILINE)
+    assert sorted(declared) == sorted(f"n_{name}" for name in graph.nodes)
+    members = _subgraph_members(text)
+    assert members == {
+        f"branch {start}": [f"n_{name}" for name in chain] for start, chain in branches.items()
+    }
+    for start in branches:
+        assert f'    n_split -.->|"parallel"| n_{start}' in text

@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from engine import ToolRegistry
 from engine.errors import InvalidGraphError, Problem
 from engine.validation import find_problems, validate_graph
+
+REGISTRY = ToolRegistry()
+REGISTRY.tool("t.noop")(lambda state, ctx: {})
 
 
 def problems_of(raw: Any, registry: ToolRegistry) -> list[Problem]:
@@ -247,6 +252,29 @@ def test_no_edge_into_a_branch_but_from_its_fan_out(registry: ToolRegistry) -> N
     find(problems, "nodes.merge.catch", "catch from 'merge' leads into branch 'a' of 'split' at 'a'")
 
 
+def test_the_fan_out_nodes_catch_cannot_lead_into_its_branches(registry: ToolRegistry) -> None:
+    raw = parallel({"split": {"parallel": ["a", "b"], "join": "merge"}, "a": "merge", "b": "merge"}, "a", "b")
+    raw["nodes"]["split"] = {"tool": "t.noop", "catch": "b"}
+    problems = problems_of(raw, registry)
+    find(problems, "nodes.split.catch", "catch from 'split' leads into branch 'b' of 'split' at 'b'")
+    raw["nodes"]["split"] = {"tool": "t.noop", "catch": "merge"}
+    validate_graph(raw, registry)
+
+
+def test_a_catch_that_leaves_a_branch_is_named_as_the_cause(registry: ToolRegistry) -> None:
+    raw = parallel(
+        {"split": {"parallel": ["a", "b"], "join": "merge"}, "a": "merge", "b": "merge", "report": "__end__"},
+        "a",
+        "b",
+        "report",
+    )
+    raw["nodes"]["a"] = {"tool": "t.noop", "catch": "report"}
+    problems = problems_of(raw, registry)
+    problem = find(problems, "edges.report", "branch 'a' of 'split' can end the run at 'report'")
+    assert "because the catch of 'a' leads there" in problem.message
+    assert "a failed branch follows the catch of 'split'" in problem.message
+
+
 def test_the_run_cannot_start_inside_a_branch(registry: ToolRegistry) -> None:
     raw = parallel({"split": {"parallel": ["a"], "join": "merge"}, "a": "merge"}, "a")
     raw["start_node"] = "a"
@@ -386,3 +414,87 @@ def test_a_list_of_node_names_suggests_parallel(registry: ToolRegistry) -> None:
         registry,
     )
     find(problems, "edges.a", 'to run them at the same time give {"parallel": ["b", "c"], "join": "node"}')
+
+
+# Properties over generated parallel graphs: start -> split -> branches -> merge -> end.
+
+
+@st.composite
+def parallel_graphs(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """A valid parallel graph and its branches (start -> the branch's nodes in chain order)."""
+    lengths = draw(st.lists(st.integers(1, 4), min_size=1, max_size=6))
+    branches = {f"b{i}_0": [f"b{i}_{j}" for j in range(n)] for i, n in enumerate(lengths)}
+    edges: dict[str, Any] = {"start": "split", "split": {"parallel": list(branches), "join": "merge"}}
+    for chain in branches.values():
+        for here, there in zip(chain, [*chain[1:], "merge"], strict=True):
+            if draw(st.booleans()):
+                edges[here] = there
+            else:
+                back = draw(st.sampled_from(chain))
+                edges[here] = [{"when": {"key": "again", "op": "exists"}, "to": back}, {"to": there}]
+    edges["merge"] = draw(
+        st.sampled_from(
+            ["__end__", [{"when": {"key": "loop", "op": "exists"}, "to": "split"}, {"to": "__end__"}]]
+        )
+    )
+    nodes = ["start", "split", "merge", *(n for chain in branches.values() for n in chain)]
+    return {"start_node": "start", "nodes": {n: "t.noop" for n in nodes}, "edges": edges}, branches
+
+
+@settings(max_examples=60)
+@given(parallel_graphs())
+def test_generated_parallel_graphs_are_valid_and_their_regions_are_the_branches(
+    generated: tuple[dict[str, Any], dict[str, list[str]]],
+) -> None:
+    raw, branches = generated
+    graph = validate_graph(raw, REGISTRY)
+    assert graph.region_of("split") == {start: frozenset(chain) for start, chain in branches.items()}
+    for start, chain in branches.items():
+        for name in chain:
+            assert graph.branch_region(name) == ("split", start)
+    for outside in ("start", "split", "merge"):
+        assert graph.branch_region(outside) is None
+
+
+@settings(max_examples=60)
+@given(parallel_graphs(), st.data())
+def test_a_branch_node_sent_to_the_end_is_reported_by_name(
+    generated: tuple[dict[str, Any], dict[str, list[str]]], data: st.DataObject
+) -> None:
+    raw, branches = generated
+    start = data.draw(st.sampled_from(sorted(branches)))
+    node = data.draw(st.sampled_from(branches[start]))
+    raw["edges"][node] = "__end__"
+    problems = problems_of(raw, REGISTRY)
+    find(problems, f"edges.{node}", f"branch {start!r} of 'split' can end the run at {node!r}")
+
+
+@settings(max_examples=60)
+@given(parallel_graphs(), st.data())
+def test_an_edge_across_branches_is_reported_as_shared_nodes(
+    generated: tuple[dict[str, Any], dict[str, list[str]]], data: st.DataObject
+) -> None:
+    raw, branches = generated
+    assume(len(branches) >= 2)
+    one, other = data.draw(st.permutations(sorted(branches)))[:2]
+    source = data.draw(st.sampled_from(branches[one]))
+    target = data.draw(st.sampled_from(branches[other]))
+    raw["edges"][source] = [{"when": {"key": "cross", "op": "exists"}, "to": target}, {"to": "merge"}]
+    problems = problems_of(raw, REGISTRY)
+    assert any(
+        p.where == f"nodes.{target}" and "branches of a parallel cannot share nodes" in p.message
+        for p in problems
+    ), problems
+
+
+@settings(max_examples=60)
+@given(parallel_graphs(), st.data())
+def test_an_edge_from_before_the_fan_out_into_a_branch_is_reported(
+    generated: tuple[dict[str, Any], dict[str, list[str]]], data: st.DataObject
+) -> None:
+    raw, branches = generated
+    start = data.draw(st.sampled_from(sorted(branches)))
+    target = data.draw(st.sampled_from(branches[start]))
+    raw["edges"]["start"] = [{"when": {"key": "skip", "op": "exists"}, "to": target}, {"to": "split"}]
+    problems = problems_of(raw, REGISTRY)
+    find(problems, "edges.start", f"edge from 'start' leads into branch {start!r} of 'split' at {target!r}")
