@@ -59,10 +59,13 @@ def run_tool(
     ``time_left`` (seconds) bounds the tool's time limit when it is shorter than
     the node's ``timeout_seconds``; a tool stopped there has timed out with a
     message that says it ran out of the step's time. An unknown tool is an error
-    of the attempt, as is anything the tool raises.
+    of the attempt, as is anything the tool raises. A node without a tool (a
+    wait, a callback) returns nothing.
     """
     node_name = run.current_node or compiled.graph.start_node
     node = compiled.graph.nodes[node_name]
+    if node.tool is None:
+        return ToolRun(Returned(None), 0.0)
     ctx = ToolContext(
         run.run_id, run.graph_id, node_name, run.step, run.attempt, fresh(node.params), idempotency_key
     )

@@ -223,7 +223,7 @@ def decide_branch(
     log = _Log(run, now)
     log.add(
         LogType.STEP_STARTED,
-        f"{branch.node} ({node.tool}) attempt {branch.attempt} [{name}]",
+        f"{branch.node} ({node.label}) attempt {branch.attempt} [{name}]",
         node=branch.node,
         attempt=branch.attempt,
         ts=started,
@@ -239,7 +239,7 @@ def decide_branch(
         )
     view = branch_view(compiled, run, index)
     try:
-        updates, _ = _checked_updates(node.tool, branch.node, view, result.value)
+        updates, _ = _checked_updates(node.label, branch.node, view, result.value)
     except _Rejected as exc:
         return _branch_failure(compiled, run, fanout, log, branch, exc.type_name, str(exc), duration_ms, draw)
     log.add(

@@ -14,7 +14,16 @@ import json
 from collections import Counter, deque
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from engine.limits import (
     MAX_MAP_CONCURRENCY,
@@ -23,6 +32,7 @@ from engine.limits import (
     MAX_PARALLEL_BRANCHES,
     MAX_STATE_DEPTH,
     MAX_STEPS_CEILING,
+    MAX_WAIT_SECONDS,
     NUMBER_HOOKS,
     json_depth,
 )
@@ -65,8 +75,40 @@ class RetryPolicy(BaseModel):
         return delay
 
 
+class WaitSpec(BaseModel):
+    """How long a wait node waits: ``seconds``, ``until`` a time, or until the time at state key ``until_key``.
+
+    Times are ISO 8601 with a time zone (``2027-01-01T00:00:00Z``); a state value
+    may also be epoch seconds. At most :data:`~engine.limits.MAX_WAIT_SECONDS`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float | None = Field(default=None, ge=0, le=MAX_WAIT_SECONDS)
+    until: AwareDatetime | None = None
+    until_key: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> WaitSpec:
+        given = [name for name in ("seconds", "until", "until_key") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a wait needs exactly one of 'seconds', 'until' and 'until_key'")
+        return self
+
+
+class CallbackSpec(BaseModel):
+    """A callback node pauses the run until its token is used, or ``timeout_seconds`` pass (then ``catch``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_seconds: float = Field(default=86_400, gt=0, le=MAX_WAIT_SECONDS)
+    catch: str | None = None
+
+
 class Node(BaseModel):
-    """A node calls one tool. ``catch`` names the node taken once retries are exhausted.
+    """A node calls one tool, waits (``wait``) or waits for a callback (``callback``).
+
+    ``catch`` names the node taken once retries are exhausted.
 
     ``params`` (``metadata`` is accepted for it, as in the earlier versions'
     format) is JSON data the tool receives as ``ctx.params``, at most
@@ -75,12 +117,26 @@ class Node(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=False)
 
-    tool: str = Field(min_length=1)
+    tool: str | None = Field(default=None, min_length=1)
     description: str | None = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_seconds: float | None = Field(default=None, gt=0, le=900)
     catch: str | None = None
     params: Any = None
+    wait: WaitSpec | None = None
+    callback: CallbackSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Node:
+        kinds = [name for name in ("tool", "wait", "callback") if getattr(self, name) is not None]
+        if len(kinds) != 1:
+            raise ValueError("a node needs exactly one of 'tool', 'wait' and 'callback'")
+        return self
+
+    @property
+    def label(self) -> str:
+        """What the node does, in a word: its tool's name, ``wait`` or ``callback``."""
+        return self.tool or ("wait" if self.wait is not None else "callback")
 
     @model_validator(mode="before")
     @classmethod
@@ -284,9 +340,11 @@ class Graph(BaseModel):
             out.extend(edge.parallel)
         elif isinstance(edge, MapEdge):
             out.extend([edge.map.start, edge.map.join])
-        catch = self.nodes[node].catch if node in self.nodes else None
-        if catch:
-            out.append(catch)
+        found = self.nodes.get(node)
+        if found is not None and found.catch:
+            out.append(found.catch)
+        if found is not None and found.callback is not None and found.callback.catch:
+            out.append(found.callback.catch)
         return [n for n in dict.fromkeys(out) if n != END]
 
     def fan_out(self, node: str) -> ParallelEdge | MapEdge | None:

@@ -40,6 +40,8 @@ MAX_MAP_CONCURRENCY = 100
 """The largest ``max_concurrency`` a map may set: items of one map in flight at once."""
 MAX_MAP_ITEMS = 1000
 """Items one map runs; a run whose list holds more when the map starts fails there."""
+MAX_WAIT_SECONDS = 2 * 366 * 86_400
+"""The longest a wait node or a callback waits: two years."""
 MAX_NODE_PARAMS_BYTES = 16 * 1024
 """The most JSON one node's ``params`` may hold."""
 MAX_STATE_BYTES = 32 * 1024 * 1024

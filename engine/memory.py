@@ -26,6 +26,7 @@ from engine.model import (
     PublishResult,
     Run,
     RunChanges,
+    RunStatus,
     StepMessage,
 )
 from engine.ports import ConnectionStore, RunStore
@@ -124,7 +125,10 @@ class InMemoryRunStore:
             stored = self._runs.get(run_id)
             if stored is None:
                 raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
-            if stored.revision != run.revision or stored.status.terminal:
+            reopenable = stored.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)
+            if stored.revision != run.revision or (
+                not reopenable if changes.reopens else stored.status.terminal
+            ):
                 raise StaleStepError(
                     f"run {run_id} changed since it was read at {run.position} ({stored.status})",
                     run_id=run_id,

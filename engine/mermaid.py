@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from engine.graph import END, Graph, MapEdge, ParallelEdge
+from engine.graph import END, Graph, MapEdge, Node, ParallelEdge
 
 _OP_WORDS = {"all": " and ", "any": " or "}
 
@@ -25,6 +25,27 @@ def describe_condition(condition: dict[str, Any]) -> str:
 
 
 _END_ID = "n__end"
+
+
+def _seconds(value: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
+        if value >= size and value % size == 0:
+            return f"{value / size:g} {unit}"
+    return f"{value:g} s"
+
+
+def _kind(node: Node) -> str:
+    """The node's second line: its tool, or what it waits for."""
+    if node.wait is not None:
+        spec = node.wait
+        if spec.seconds is not None:
+            return f"wait {_seconds(spec.seconds)}"
+        if spec.until is not None:
+            return f"wait until {spec.until.isoformat()}"
+        return f"wait until state.{spec.until_key}"
+    if node.callback is not None:
+        return f"callback, times out after {_seconds(node.callback.timeout_seconds)}"
+    return node.label
 
 
 def _base_id(name: str) -> str:
@@ -81,11 +102,15 @@ def to_mermaid(graph: Graph) -> str:
 
     def _declare(name: str, indent: str) -> str:
         node = graph.nodes[name]
-        text = f"{_label(name)}<br/><small>{_label(node.tool)}</small>"
+        text = f"{_label(name)}<br/><small>{_label(_kind(node))}</small>"
         if name == graph.start_node:
             shape = f'(["{text}"])'
         elif name in joins:
             shape = f'{{{{"{text}"}}}}'
+        elif node.wait is not None:
+            shape = f'[/"{text}"/]'
+        elif node.callback is not None:
+            shape = f'[["{text}"]]'
         else:
             shape = f'["{text}"]'
         return f"{indent}{_node_id(name)}{shape}"
@@ -118,6 +143,8 @@ def to_mermaid(graph: Graph) -> str:
     for name, node in graph.nodes.items():
         if node.catch:
             arrows.append(f'    {_node_id(name)} -.->|"on error"| {_node_id(node.catch)}')
+        if node.callback is not None and node.callback.catch:
+            arrows.append(f'    {_node_id(name)} -.->|"timed out"| {_node_id(node.callback.catch)}')
     ends = [name for name in graph.nodes if name not in graph.edges]
     for name in ends:
         arrows.append(f"    {_node_id(name)} --> {_node_id(END)}")

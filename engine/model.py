@@ -38,6 +38,10 @@ class LogType(StrEnum):
     RUN_FAILED = "run_failed"
     RUN_CANCELLED = "run_cancelled"
     RUN_TIMED_OUT = "run_timed_out"
+    WAIT_STARTED = "wait_started"
+    CALLBACK_WAITING = "callback_waiting"
+    CALLBACK_RECEIVED = "callback_received"
+    RUN_REDRIVEN = "run_redriven"
     FANNED_OUT = "fanned_out"
     BRANCH_SUCCEEDED = "branch_succeeded"
     BRANCH_FAILED = "branch_failed"
@@ -127,6 +131,31 @@ class FanOut(BaseModel):
         return self.started - len(self.running)
 
 
+class Waiting(BaseModel):
+    """What a run at a wait or callback node waits for: a time (``timer``) or a callback, until ``until``.
+
+    ``step`` and ``attempt`` are the position it waits at; a callback's token is
+    known by its ``digest`` (the SHA-256 of its secret part, hex) only.
+    """
+
+    kind: str
+    """``timer`` or ``callback``."""
+    node: str
+    step: int
+    attempt: int
+    since: float
+    until: float
+    digest: str | None = None
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.step, self.attempt)
+
+
+CALLBACK_HISTORY = 20
+"""How many used or expired callback tokens a run remembers, to answer a second use with 409 or 410."""
+
+
 class DeliveryNote(BaseModel):
     """The step handler's last word on the delivery of a run's position ``(step, attempt)``.
 
@@ -190,6 +219,11 @@ class Run(BaseModel):
     """The state's size as :func:`engine.limits.state_bytes` counts it, kept by each commit; ``None`` if unknown."""
     fanout: FanOut | None = None
     """The branches in flight while the run is between a fan-out node and its join."""
+    waiting: Waiting | None = None
+    """The time or callback the run waits for at a wait or callback node."""
+    callbacks: dict[str, str] = Field(default_factory=dict)
+    """The last :data:`CALLBACK_HISTORY` callback tokens the run issued and closed: digest to
+    ``approved``, ``rejected``, ``expired`` or ``cancelled``."""
     revision: str | None = Field(default=None, exclude=True)
     """The store's token for this read of the run: :meth:`RunStore.commit` takes the run as read and
     commits only if nothing was committed since. Opaque outside the store that made it."""
@@ -200,7 +234,7 @@ class Run(BaseModel):
 
     def summary(self) -> dict[str, Any]:
         """The run without its state: what lists and status lines show."""
-        out = self.model_dump(mode="json", exclude={"state", "subscribers", "fanout"})
+        out = self.model_dump(mode="json", exclude={"state", "subscribers", "fanout", "callbacks"})
         if self.fanout is not None:
             out["fanout"] = fanout_summary(self.fanout)
         return out
@@ -247,6 +281,12 @@ class RunChanges(BaseModel):
     """The run's fan-out after this commit (``None``: none in flight)."""
     fanout_written: frozenset[str] = frozenset()
     """The branches (indexes as strings) whose ``fanout.updates`` this commit changed: what a store must write."""
+    waiting: Waiting | None = None
+    """What the run waits for after this commit (``None``: nothing)."""
+    callbacks: dict[str, str] | None = None
+    """The run's closed callback tokens after this commit; ``None`` leaves them as they are."""
+    reopens: bool = False
+    """This commit takes a FAILED or TIMED_OUT run back to RUNNING (a redrive); only such a commit may."""
 
     @classmethod
     def advance(
@@ -332,9 +372,24 @@ class RunChanges(BaseModel):
             fanout_written=frozenset(written),
         )
 
+    @classmethod
+    def wait(cls, run: Run, *, waiting: Waiting, next_seq: int, now: float) -> RunChanges:
+        """The run waits at its position (a wait or callback node) for ``waiting``."""
+        return cls(
+            status=RunStatus.RUNNING,
+            current_node=run.current_node,
+            step=run.step,
+            attempt=run.attempt,
+            next_seq=next_seq,
+            updated_at=now,
+            waiting=waiting,
+        )
+
     def apply(self, run: Run) -> Run:
         """Return ``run`` with these changes, as every store must persist them."""
         update: dict[str, Any] = {name: getattr(self, name) for name in _RUN_FIELDS_CHANGED}
+        if self.callbacks is None:
+            update["callbacks"] = run.callbacks
         update["state"] = {**run.state, **self.state_updates} if self.state_updates else run.state
         if self.state_bytes is not None:
             update["state_bytes"] = self.state_bytes
@@ -342,7 +397,9 @@ class RunChanges(BaseModel):
 
 
 _RUN_FIELDS_CHANGED = tuple(
-    name for name in RunChanges.model_fields if name not in ("state_updates", "state_bytes", "fanout_written")
+    name
+    for name in RunChanges.model_fields
+    if name not in ("state_updates", "state_bytes", "fanout_written", "reopens")
 )
 
 
@@ -360,6 +417,8 @@ class StepMessage(BaseModel):
     attempt: int = 1
     not_before: float | None = None
     watchdog: bool = False
+    timer: bool = False
+    """The wake-up of a run waiting at its position (a wait's end, a callback's time-out), in a group of its own."""
     fanout: int | None = None
     """For a branch's step: the :attr:`FanOut.step` of its fan-out; ``step`` and ``attempt`` are then the branch's."""
     branch: int | None = None
@@ -374,6 +433,8 @@ class StepMessage(BaseModel):
         """The FIFO message group: the run, a branch of it (each its own), or the run's watchdog."""
         if self.watchdog:
             return f"{self.run_id}.watchdog"
+        if self.timer:
+            return f"{self.run_id}.timer"
         if self.branch is not None:
             return f"{self.run_id}.b{self.branch}"
         return self.run_id
@@ -383,6 +444,8 @@ class StepMessage(BaseModel):
         base = f"{self.run_id}:{self.step}:{self.attempt}"
         if self.branch is not None:
             base += f":f{self.fanout}b{self.branch}"
+        if self.timer:
+            base += ":timer"
         return f"{base}:watchdog" if self.watchdog else base
 
 

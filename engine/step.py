@@ -263,7 +263,7 @@ def decide(
     log = _Log(run, now)
     log.add(
         LogType.STEP_STARTED,
-        f"{node_name} ({node.tool}) attempt {run.attempt}",
+        f"{node_name} ({node.label}) attempt {run.attempt}",
         node=node_name,
         attempt=run.attempt,
         ts=started,
@@ -275,7 +275,7 @@ def decide(
             compiled, run, log, node_name, "ToolTimeoutError", result.message, duration_ms, draw
         )
     try:
-        updates, size = _checked_updates(node.tool, node_name, run, result.value)
+        updates, size = _checked_updates(node.label, node_name, run, result.value)
     except _Rejected as exc:
         return _after_failure(compiled, run, log, node_name, exc.type_name, str(exc), duration_ms, draw)
     keys = ", ".join(sorted(updates)) or "nothing"

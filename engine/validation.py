@@ -190,7 +190,7 @@ def find_problems(graph: Graph, registry: ToolRegistry) -> list[Problem]:
             Problem(f"nodes.{END}", f"the name {END!r} is reserved for the edge target that ends a run")
         )
     for name, node in nodes.items():
-        if node.tool not in registry:
+        if node.tool is not None and node.tool not in registry:
             problems.append(Problem(f"nodes.{name}.tool", unknown_tool(node.tool, registry.names())))
         if node.catch is not None and node.catch not in nodes:
             problems.append(

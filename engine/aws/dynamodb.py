@@ -163,6 +163,7 @@ from engine.model import (
     RunChanges,
     RunError,
     RunStatus,
+    Waiting,
 )
 
 if TYPE_CHECKING:
@@ -174,6 +175,7 @@ STATE_BUDGET = 64 * 1024
 MAX_KEYS_PER_UPDATE = 100
 _PAGE_ITEMS = 1000
 _ACTIVE = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
+_REOPENABLE = (RunStatus.FAILED.value, RunStatus.TIMED_OUT.value)
 
 
 def _idem_key(owner: str | None, key: str) -> Item:
@@ -408,7 +410,14 @@ class DynamoStore(GraphTable, ConnectionTable):
             "error": s(changes.error.model_dump_json()) if changes.error else None,
             "finished_at": n(changes.finished_at) if changes.finished_at is not None else None,
             "fo": s(fanout) if fanout is not None else None,
+            "wt": s(changes.waiting.model_dump_json()) if changes.waiting is not None else None,
         }
+        if changes.callbacks is not None:
+            fields["cbs"] = (
+                s(json.dumps(changes.callbacks, separators=(",", ":"))) if changes.callbacks else None
+            )
+        if changes.reopens:
+            fields["expires_at"] = None
         if changes.status.terminal:
             fields["expires_at"] = n(now + self.ttl_seconds)
         if token is not None:
@@ -425,7 +434,7 @@ class DynamoStore(GraphTable, ConnectionTable):
         else:
             for key, value in entries.items():
                 update.set(key, s(value), within="state")
-        condition = self._read_condition(update, run.position, log_token)
+        condition = self._read_condition(update, run.position, log_token, reopen=changes.reopens)
         try:
             out = self.client.update_item(
                 TableName=self.table,
@@ -629,6 +638,8 @@ class DynamoStore(GraphTable, ConnectionTable):
             "log_token": s(token) if token else None,
             "expires_at": n(now + self.ttl_seconds) if run.status.terminal else None,
             "values_until": n(now + VALUE_TTL_FACTOR * self.ttl_seconds),
+            "wt": s(run.waiting.model_dump_json()) if run.waiting is not None else None,
+            "cbs": s(json.dumps(run.callbacks, separators=(",", ":"))) if run.callbacks else None,
         }
         item.update({k: v for k, v in optional.items() if v is not None})
         return item
@@ -659,6 +670,8 @@ class DynamoStore(GraphTable, ConnectionTable):
             delivery=DeliveryNote.model_validate_json(delivery) if delivery else None,
             state_bytes=integer(item, "state_bytes") if "state_bytes" in item else None,
             revision=_revision(item),
+            waiting=Waiting.model_validate_json(waiting) if (waiting := text(item, "wt")) else None,
+            callbacks=json.loads(closed) if (closed := text(item, "cbs")) else {},
         )
         update: dict[str, Any] = {"state": self._state(run.run_id, item, loaded or {})}
         body, entries = _fanout_parts(item)
@@ -700,11 +713,16 @@ class DynamoStore(GraphTable, ConnectionTable):
             )
 
     @staticmethod
-    def _read_condition(update: Update, expected: tuple[int, int], log_token: str | None) -> str:
-        """The run is active, at ``expected`` and holds ``log_token``: nothing committed since the read."""
+    def _read_condition(
+        update: Update, expected: tuple[int, int], log_token: str | None, *, reopen: bool = False
+    ) -> str:
+        """The run is at ``expected``, holds ``log_token`` (nothing committed since the read) and is active.
+
+        With ``reopen``: FAILED or TIMED_OUT instead of active (a redrive).
+        """
         step, attempt, status = update.name("step"), update.name("attempt"), update.name("status")
         token = update.name("log_token")
-        pending, running = (update.value(s(v)) for v in _ACTIVE)
+        pending, running = (update.value(s(v)) for v in (_REOPENABLE if reopen else _ACTIVE))
         condition = (
             f"{step} = {update.value(n(expected[0]))} AND {attempt} = {update.value(n(expected[1]))}"
             f" AND {status} IN ({pending}, {running})"

@@ -13,7 +13,17 @@ from engine.errors import (
     StaleStepError,
     TooManySubscribersError,
 )
-from engine.model import DeliveryNote, DeliveryProblem, LogRecord, LogType, Run, RunError, RunStatus
+from engine.model import (
+    DeliveryNote,
+    DeliveryProblem,
+    LogRecord,
+    LogType,
+    Run,
+    RunChanges,
+    RunError,
+    RunStatus,
+    Waiting,
+)
 from engine.ports import RunStore
 from tests.contract.conftest import CAP
 from tests.contract.factories import OTHER_OWNER, OWNER, changes_for, new_run, step, step_records, unread
@@ -519,3 +529,60 @@ def test_a_running_run_is_not_deleted(runs: RunStore) -> None:
 def test_deleting_an_unknown_run_is_not_found(runs: RunStore) -> None:
     with pytest.raises(RunNotFoundError):
         runs.delete_run("nope")
+
+
+# waiting, callbacks and redrive
+
+
+def test_a_commit_stores_what_the_run_waits_for_and_the_next_clears_it(runs: RunStore) -> None:
+    run = create(runs)
+    records = step_records(run, 1)
+    waiting = Waiting(kind="callback", node="a", step=0, attempt=1, since=1.0, until=99.0, digest="ab" * 32)
+    waited = runs.commit(
+        run,
+        RunChanges.wait(run, waiting=waiting, next_seq=run.next_seq + 1, now=2.0).model_copy(
+            update={"callbacks": {"cd" * 32: "expired"}}
+        ),
+        records,
+    )
+    assert waited.waiting == waiting
+    assert runs.get_run(run.run_id).waiting == waiting
+    assert runs.get_run(run.run_id).callbacks == {"cd" * 32: "expired"}
+
+    moved = step(runs, waited)
+    assert moved.waiting is None
+    assert runs.get_run(run.run_id).waiting is None
+    assert runs.get_run(run.run_id).callbacks == {"cd" * 32: "expired"}, (
+        "kept when a commit does not name them"
+    )
+
+
+@pytest.mark.parametrize("status", [RunStatus.FAILED, RunStatus.TIMED_OUT])
+def test_a_reopening_commit_takes_a_failed_run_back_to_running(runs: RunStore, status: RunStatus) -> None:
+    run = create(runs)
+    records = step_records(run, 1)
+    ended = runs.commit(run, changes_for(run, records, status=status, node="a"), records)
+    records = step_records(ended, 1)
+    reopen = changes_for(ended, records, node="a", retry=True).model_copy(
+        update={"reopens": True, "not_before": None, "error": None}
+    )
+
+    reopened = runs.commit(ended, reopen, records)
+
+    assert reopened.status is RunStatus.RUNNING
+    assert reopened.finished_at is None and reopened.error is None
+    assert runs.get_run(run.run_id).status is RunStatus.RUNNING
+    assert seqs(runs.list_logs(run.run_id)) == [0, 1, 2]
+    assert step(runs, reopened).status is RunStatus.RUNNING
+
+
+@pytest.mark.parametrize("status", [RunStatus.SUCCEEDED, RunStatus.CANCELLED, RunStatus.RUNNING])
+def test_only_a_failed_or_timed_out_run_can_be_reopened(runs: RunStore, status: RunStatus) -> None:
+    run = create(runs)
+    records = step_records(run, 1)
+    read = runs.commit(run, changes_for(run, records, status=status, node="a"), records)
+    records = step_records(read, 1)
+    reopen = changes_for(read, records, node="a", retry=True).model_copy(update={"reopens": True})
+    with pytest.raises(StaleStepError):
+        runs.commit(read, reopen, records)
+    assert runs.get_run(run.run_id).status is status
