@@ -15,6 +15,7 @@ from engine.memory import (
     InMemoryLogSink,
     InMemoryRunStore,
     InMemoryStepQueue,
+    InMemoryTimers,
 )
 from engine.model import Run
 from engine.registry import REGISTRY, ToolRegistry
@@ -47,6 +48,7 @@ class InProcessDriver:
         rng: Callable[[], float] | None = None,
     ) -> None:
         self.queue = InMemoryStepQueue()
+        self.timers = InMemoryTimers(self.queue)
         runs = InMemoryRunStore()
         self.sink = InMemoryLogSink(runs)
         extra: dict[str, Any] = {"rng": rng} if rng is not None else {}
@@ -57,18 +59,27 @@ class InProcessDriver:
             registry=registry,
             sink=self.sink,
             clock=clock,
+            timers=self.timers,
             **extra,
         )
         self.clock = clock
         self.sleep = sleep
 
     def drain(self, max_messages: int = 1_000_000) -> int:
-        """Process queued messages until none is left; returns how many were handled."""
+        """Process queued messages until none is left, nor any timer; returns how many were handled.
+
+        With the queue empty, the clock is slept to the next timer, which then fires.
+        """
         handled = 0
         while handled < max_messages:
             message = self.queue.pop()
             if message is None:
-                break
+                due = self.timers.next_due()
+                if due is None:
+                    break
+                self.sleep(max(due - self.clock(), 0.0))
+                self.timers.fire_due(max(due, self.clock()))
+                continue
             handled += 1
             result = self.service.run_step(message)
             if result.disposition is StepDisposition.DEFERRED:

@@ -105,6 +105,34 @@ class RunActiveError(ConflictError):
     code = "run_active"
 
 
+class CallbackNotFoundError(NotFoundError):
+    """No run waits for this callback token (it was never issued, or is malformed)."""
+
+    code = "callback_not_found"
+
+
+class CallbackUsedError(ConflictError):
+    """The callback token was used already (approved or rejected), or its run ended."""
+
+    code = "callback_used"
+
+
+class GoneError(EngineError):
+    code = "gone"
+
+
+class CallbackExpiredError(GoneError):
+    """The callback's time-out passed before it was used."""
+
+    code = "callback_expired"
+
+
+class RunNotRedrivableError(ConflictError):
+    """Only a FAILED or TIMED_OUT run can be redriven."""
+
+    code = "run_not_redrivable"
+
+
 class PayloadTooLargeError(EngineError):
     code = "payload_too_large"
 

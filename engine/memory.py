@@ -29,7 +29,7 @@ from engine.model import (
     RunStatus,
     StepMessage,
 )
-from engine.ports import ConnectionStore, RunStore
+from engine.ports import ConnectionStore, RunStore, StepQueue
 from engine.snapshots import StateView, fresh
 
 
@@ -254,6 +254,40 @@ class InMemoryStepQueue:
 
     def __len__(self) -> int:
         return len(self._heap)
+
+
+class InMemoryTimers:
+    """Scheduled messages in a dict; :meth:`fire_due` sends those due at ``now`` to ``queue``, in time order."""
+
+    def __init__(self, queue: StepQueue) -> None:
+        self.queue = queue
+        self._scheduled: dict[str, StepMessage] = {}
+        self.fired = 0
+
+    def schedule(self, message: StepMessage) -> None:
+        self._scheduled.setdefault(message.dedup_id, message.model_copy())
+
+    def cancel(self, message: StepMessage) -> None:
+        self._scheduled.pop(message.dedup_id, None)
+
+    def next_due(self) -> float | None:
+        """When the earliest scheduled message is due; ``None`` if none is scheduled."""
+        return min((m.not_before or 0.0 for m in self._scheduled.values()), default=None)
+
+    def fire_due(self, now: float) -> int:
+        """Send every message due at ``now``; how many."""
+        due = sorted(
+            (m for m in self._scheduled.values() if (m.not_before or 0.0) <= now),
+            key=lambda m: m.not_before or 0.0,
+        )
+        for message in due:
+            del self._scheduled[message.dedup_id]
+            self.queue.send(message)
+        self.fired += len(due)
+        return len(due)
+
+    def __len__(self) -> int:
+        return len(self._scheduled)
 
 
 class InMemoryLogSink:

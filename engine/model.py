@@ -224,6 +224,8 @@ class Run(BaseModel):
     callbacks: dict[str, str] = Field(default_factory=dict)
     """The last :data:`CALLBACK_HISTORY` callback tokens the run issued and closed: digest to
     ``approved``, ``rejected``, ``expired`` or ``cancelled``."""
+    redriven_at: float | None = None
+    """When the run was last redriven; its ``timeout_seconds`` count from then."""
     revision: str | None = Field(default=None, exclude=True)
     """The store's token for this read of the run: :meth:`RunStore.commit` takes the run as read and
     commits only if nothing was committed since. Opaque outside the store that made it."""
@@ -287,6 +289,8 @@ class RunChanges(BaseModel):
     """The run's closed callback tokens after this commit; ``None`` leaves them as they are."""
     reopens: bool = False
     """This commit takes a FAILED or TIMED_OUT run back to RUNNING (a redrive); only such a commit may."""
+    redriven_at: float | None = None
+    """Set by a redrive; ``None`` leaves the run's as it is."""
 
     @classmethod
     def advance(
@@ -390,6 +394,8 @@ class RunChanges(BaseModel):
         update: dict[str, Any] = {name: getattr(self, name) for name in _RUN_FIELDS_CHANGED}
         if self.callbacks is None:
             update["callbacks"] = run.callbacks
+        if self.redriven_at is None:
+            update["redriven_at"] = run.redriven_at
         update["state"] = {**run.state, **self.state_updates} if self.state_updates else run.state
         if self.state_bytes is not None:
             update["state_bytes"] = self.state_bytes

@@ -92,6 +92,19 @@ class StepQueue(Protocol):
         """Enqueue a step; a message with the same ``dedup_id`` may be dropped as a duplicate."""
 
 
+class StepTimers(Protocol):
+    """Step messages due far ahead (a wait's end, a callback's time-out, a long retry delay), held outside the queue."""
+
+    def schedule(self, message: StepMessage) -> None:
+        """Send ``message`` to the step queue at its ``not_before``.
+
+        Scheduling a message whose ``dedup_id`` is scheduled and not yet sent changes nothing.
+        """
+
+    def cancel(self, message: StepMessage) -> None:
+        """Drop the scheduled message with ``message.dedup_id`` if it has not been sent; nothing if there is none."""
+
+
 class LogSink(Protocol):
     def publish(self, run: Run, records: list[LogRecord]) -> PublishResult:
         """Deliver committed records to the run's subscribers; drop subscribers that are gone.

@@ -18,7 +18,10 @@ tests, benchmarks and the in-process driver wire it to ``engine.memory``.
 
 from __future__ import annotations
 
+import hmac
+import json
 import random
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -29,17 +32,22 @@ from typing import Any
 from engine.attempt import execute_step, run_tool
 from engine.errors import (
     BadRequestError,
+    CallbackExpiredError,
+    CallbackNotFoundError,
+    CallbackUsedError,
     GraphNotFoundError,
     PayloadTooLargeError,
     RunActiveError,
     RunFinishedError,
     RunNotFoundError,
+    RunNotRedrivableError,
     StaleStepError,
 )
 from engine.fanout import branch_message, branch_view, decide_branch, running_messages
 from engine.graph import Graph
 from engine.limits import check_state, state_bytes
 from engine.model import (
+    CALLBACK_HISTORY,
     DeliveryNote,
     DeliveryProblem,
     GraphRecord,
@@ -51,17 +59,23 @@ from engine.model import (
     RunStatus,
     StepMessage,
 )
-from engine.ports import GraphStore, LogSink, RunStore, StepQueue
+from engine.ports import GraphStore, LogSink, RunStore, StepQueue, StepTimers
 from engine.registry import ToolRegistry
 from engine.runner import IN_PROCESS, ForkRunner, ToolRunner
-from engine.step import Clock, CompiledGraph, StepOutcome, needs_draw, run_timed_out
+from engine.step import Clock, CompiledGraph, StepOutcome, json_problem, needs_draw, run_timed_out
 from engine.validation import validate_graph
+from engine.waits import digest_of, redrive, resolved, start_callback, start_wait, wake_message
+from engine.waits import woken as woken_outcome
 
 PublishErrorHook = Callable[[Run, Exception], None]
 
 LOCAL_OWNER = "local"
 """The owner of what in-process callers create when they name none."""
 COMMIT_RETRIES = 5
+MAX_CALLBACK_DATA_BYTES = 256 * 1024
+"""The most JSON a callback's ``data`` may hold."""
+LONG_DELAY_SECONDS = 900.0
+"""A message due further ahead than this goes to the timers (SQS delays a message at most 15 minutes)."""
 BRANCH_COMMIT_RETRIES = 50
 """How often a branch step decides again after losing its commit to a sibling's before it gives the message back."""
 WATCHDOG_GRACE_SECONDS = 5.0
@@ -83,6 +97,8 @@ def max_node_timeout(function_timeout_seconds: float) -> float:
 
 class StepDisposition(StrEnum):
     COMMITTED = "committed"
+    WAITING = "waiting"  # the run waits at this position for a timer or a callback; its wake-up is scheduled
+    SCHEDULED = "scheduled"  # a message due far ahead was handed to the timers instead of being held
     LOST_RACE = "lost_race"  # another worker committed this position first
     STALE = "stale"  # the message is behind the run; the current position was re-sent
     FINISHED = "finished"  # the run is terminal
@@ -139,13 +155,17 @@ class WorkflowService:
         isolated_runner: ToolRunner | None = None,
         max_node_timeout_seconds: float | None = None,
         on_publish_error: PublishErrorHook | None = None,
+        timers: StepTimers | None = None,
     ) -> None:
         """``isolated_runner`` runs the tools of isolated steps (default :class:`ForkRunner`).
 
         ``max_node_timeout_seconds`` bounds the nodes' ``timeout_seconds`` at graph
         creation (the step function's budget); ``None`` leaves the graph model's
         own bound. ``on_publish_error`` hears of a failed publish to subscribers,
-        which never fails a committed step.
+        which never fails a committed step. ``timers`` hold the messages due more
+        than :data:`LONG_DELAY_SECONDS` ahead (waits, callback time-outs, long
+        retry delays); without them such messages go to the queue, whose
+        consumer holds them back itself.
         """
         self.graphs = graphs
         self.runs = runs
@@ -158,6 +178,7 @@ class WorkflowService:
         self.isolated_runner = isolated_runner if isolated_runner is not None else ForkRunner()
         self.max_node_timeout_seconds = max_node_timeout_seconds
         self.on_publish_error = on_publish_error
+        self.timers = timers
         self._compiled: dict[tuple[str, int], CompiledGraph] = {}
 
     # graphs
@@ -345,6 +366,9 @@ class WorkflowService:
             return StepResult(StepDisposition.FINISHED, run)
         now = self.clock()
         if message.not_before is not None and message.not_before > now:
+            if self.timers is not None and message.not_before - now > LONG_DELAY_SECONDS:
+                self.timers.schedule(message)
+                return StepResult(StepDisposition.SCHEDULED, run, defer_seconds=message.not_before - now)
             return StepResult(StepDisposition.DEFERRED, run, defer_seconds=message.not_before - now)
         if message.branch is not None:
             return self._run_branch(run, message, isolate=isolate, time_left=time_left, receives=receives)
@@ -355,7 +379,20 @@ class WorkflowService:
             if message.position < run.position:
                 resend = [self._current_message(run)]
             return self._stale(run, resend)
-        return self._execute(run, send_next=True, isolate=isolate, time_left=time_left, receives=receives)
+        return self._execute(
+            run, send_next=True, isolate=isolate, time_left=time_left, receives=receives, woken=message.timer
+        )
+
+    def _send(self, message: StepMessage) -> None:
+        """Queue ``message``, or hand it to the timers if it is due more than :data:`LONG_DELAY_SECONDS` ahead."""
+        if (
+            self.timers is not None
+            and message.not_before is not None
+            and message.not_before - self.clock() > LONG_DELAY_SECONDS
+        ):
+            self.timers.schedule(message)
+        else:
+            self.queue.send(message)
 
     @staticmethod
     def _current_message(run: Run) -> StepMessage:
@@ -364,7 +401,7 @@ class WorkflowService:
     def _stale(self, run: Run, resend: list[StepMessage]) -> StepResult:
         """A message behind the run: re-send ``resend`` (the run's current messages it may have lost)."""
         for message in resend:
-            self.queue.send(message)
+            self._send(message)
         first = resend[0] if resend else None
         return StepResult(StepDisposition.STALE, run, next_message=first, more=tuple(resend[1:]))
 
@@ -500,6 +537,7 @@ class WorkflowService:
         isolate: bool = False,
         time_left: float | None = None,
         receives: int | None = None,
+        woken: bool = False,
     ) -> StepResult:
         now = self.clock()
         if run.not_before is not None and run.not_before > now:
@@ -508,6 +546,21 @@ class WorkflowService:
             compiled = self.compiled(run.graph_id, run.graph_version)
         except GraphNotFoundError:
             return self._graph_gone(run)
+        waiting = run.waiting
+        if waiting is not None and waiting.position == run.position:
+            if not woken:
+                self._send(wake_message(run.run_id, waiting))
+                return StepResult(StepDisposition.WAITING, run)
+            if waiting.until > now:
+                return StepResult(StepDisposition.DEFERRED, run, defer_seconds=waiting.until - now)
+            return self._commit(run, woken_outcome(compiled, run, now), send_next=send_next)
+        node = compiled.graph.nodes[run.current_node or compiled.graph.start_node]
+        if node.wait is not None:
+            return self._commit(run, start_wait(compiled, run, now), send_next=send_next)
+        if node.callback is not None:
+            secret = secrets.token_urlsafe(32)
+            token = f"{run.run_id}.{run.step}.{run.attempt}.{secret}"
+            return self._commit(run, start_callback(compiled, run, now, token, secret), send_next=send_next)
         budget = self._tool_budget(compiled, run, isolate=isolate, time_left=time_left, receives=receives)
         if isinstance(budget, StepResult):
             return budget
@@ -535,7 +588,7 @@ class WorkflowService:
         """After a commit: send its messages (if ``send_next``), publish its records, and say so."""
         if send_next:
             for message in outcome.messages:
-                self.queue.send(message)
+                self._send(message)
         self._publish(committed, outcome.records)
         return StepResult(
             StepDisposition.COMMITTED,
@@ -643,7 +696,8 @@ class WorkflowService:
         the budget is spent is handed to the queue at once. A repeated
         ``idempotency_key`` returns the first run, its current position
         re-enqueued if it has not finished. A run that fans out is handed to the
-        queue at the fan-out: its branches run in step functions.
+        queue at the fan-out (its branches run in step functions), and a run that
+        begins to wait, when it does.
         """
         deadline = self.clock() + budget_seconds
         if idempotency_key:
@@ -663,9 +717,9 @@ class WorkflowService:
         while not run.status.terminal:
             result = self._execute(run, send_next=False)
             run = result.run
-            if run.fanout is not None:
+            if run.fanout is not None or run.waiting is not None:
                 for message in result.messages:
-                    self.queue.send(message)
+                    self._send(message)
                 return run
             if result.disposition is StepDisposition.LOST_RACE:
                 continue
@@ -731,9 +785,119 @@ class WorkflowService:
             data={"error": error.model_dump()},
         )
         changes = RunChanges.fail(run, error=error, next_seq=run.next_seq + 1, now=now, status=status)
+        waiting = run.waiting
+        if waiting is not None and waiting.digest is not None:
+            closed = dict(list(run.callbacks.items())[-(CALLBACK_HISTORY - 1) :])
+            closed[waiting.digest] = "cancelled" if status is RunStatus.CANCELLED else "expired"
+            changes.callbacks = closed
         committed = self.runs.commit(run, changes, [record])
+        if waiting is not None:
+            self._cancel_timer(wake_message(run_id, waiting))
         self._publish(committed, [record])
         return committed
+
+    def _cancel_timer(self, message: StepMessage) -> None:
+        """Drop a scheduled wake-up that nothing needs any more; best effort (a late one finds the run moved on)."""
+        if self.timers is None:
+            return
+        try:
+            self.timers.cancel(message)
+        except Exception as exc:
+            if self.on_publish_error is not None:
+                self.on_publish_error(self.runs.get_run(message.run_id), exc)
+
+    # callbacks and redrive
+
+    def resolve_callback(
+        self,
+        token: str,
+        *,
+        approved: bool = True,
+        data: dict[str, Any] | None = None,
+        decision: Any = None,
+        reason: str = "",
+    ) -> Run:
+        """Use a callback token: approve the node it waits at (``data`` merged into the state) or reject it.
+
+        Tokens are capabilities: whoever holds one (and may call the API) may use
+        it, once. :class:`CallbackNotFoundError` for a token no run issued,
+        :class:`CallbackUsedError` for one used already or whose run ended,
+        :class:`CallbackExpiredError` for one whose time-out passed. ``data``
+        must be a JSON object within :data:`MAX_CALLBACK_DATA_BYTES`.
+        """
+        run_id, position, secret = _parse_token(token)
+        digest = digest_of(secret)
+        if data is not None:
+            problem = json_problem(data)
+            if not isinstance(data, dict) or problem is not None:
+                raise BadRequestError(
+                    f"callback data must be a JSON object{': ' + problem if problem else ''}"
+                )
+            size = len(json.dumps(data, separators=(",", ":")).encode())
+            if size > MAX_CALLBACK_DATA_BYTES:
+                raise PayloadTooLargeError(
+                    f"callback data takes {size} bytes as JSON; the limit is {MAX_CALLBACK_DATA_BYTES}"
+                )
+        for _ in range(COMMIT_RETRIES):
+            try:
+                run = self.runs.get_run(run_id)
+            except RunNotFoundError:
+                raise CallbackNotFoundError("no run waits for this callback token") from None
+            closed = run.callbacks.get(digest)
+            if closed == "expired":
+                raise CallbackExpiredError("this callback timed out before it was used")
+            if closed is not None:
+                raise CallbackUsedError(f"this callback was {closed} already")
+            waiting = run.waiting
+            if (
+                waiting is None
+                or waiting.kind != "callback"
+                or waiting.digest is None
+                or waiting.position != position
+                or not hmac.compare_digest(waiting.digest, digest)
+            ):
+                raise CallbackNotFoundError("no run waits for this callback token")
+            now = self.clock()
+            if now >= waiting.until:
+                raise CallbackExpiredError("this callback timed out before it was used")
+            compiled = self.compiled(run.graph_id, run.graph_version)
+            outcome = resolved(
+                compiled, run, now, approved=approved, data=data, decision=decision, reason=reason
+            )
+            try:
+                committed = self.runs.commit(run, outcome.changes, outcome.records)
+            except StaleStepError:
+                continue
+            self._cancel_timer(wake_message(run_id, waiting))
+            return self._sent(committed, outcome, send_next=True).run
+        raise StaleStepError(f"run {run_id} kept moving; try again", run_id=run_id)
+
+    def redrive(self, run_id: str, *, owner: str = LOCAL_OWNER) -> Run:
+        """Take a FAILED or TIMED_OUT run of ``owner`` back to the node that failed (:func:`engine.waits.redrive`).
+
+        :class:`RunNotRedrivableError` for a run in any other state.
+        """
+        self.require_run_owner(run_id, owner)
+        for _ in range(COMMIT_RETRIES):
+            run = self.runs.get_run(run_id)
+            if run.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+                raise RunNotRedrivableError(
+                    f"run {run_id} is {run.status.value}: only a FAILED or TIMED_OUT run can be redriven",
+                    run_id=run_id,
+                )
+            try:
+                compiled = self.compiled(run.graph_id, run.graph_version)
+            except GraphNotFoundError:
+                raise RunNotRedrivableError(
+                    f"run {run_id}'s graph version was deleted", run_id=run_id
+                ) from None
+            outcome = redrive(compiled, run, self.clock())
+            try:
+                committed = self.runs.commit(run, outcome.changes, outcome.records)
+            except StaleStepError:
+                continue
+            return self._sent(committed, outcome, send_next=True).run
+        raise StaleStepError(f"run {run_id} kept moving; try again", run_id=run_id)
 
     def _publish(self, run: Run, records: list[LogRecord]) -> None:
         """Best effort: a failure is handed to :attr:`on_publish_error`, never raised."""
@@ -762,6 +926,14 @@ NOTHING_RECORDED = (
     "invocations ended before reaching this record, or were still running when it was moved)"
 )
 """The reason's end when the run has no delivery note for the dead message's position."""
+
+
+def _parse_token(token: str) -> tuple[str, tuple[int, int], str]:
+    """``(run_id, (step, attempt), secret)`` of a callback token; :class:`CallbackNotFoundError` if malformed."""
+    parts = token.split(".")
+    if len(parts) != 4 or not parts[1].isdigit() or not parts[2].isdigit() or len(parts[3]) < 32:
+        raise CallbackNotFoundError("no run waits for this callback token")
+    return parts[0], (int(parts[1]), int(parts[2])), parts[3]
 
 
 def dead_branch_reason(run: Run, message: StepMessage, receives: int | None) -> RunError | None:

@@ -220,9 +220,13 @@ def _fail(
 
 
 def run_timed_out(compiled: CompiledGraph, run: Run, now: float) -> StepOutcome | None:
-    """The run ends TIMED_OUT if, at ``now``, it is past the graph's ``timeout_seconds``; else ``None`` (run the tool)."""
+    """The run ends TIMED_OUT if, at ``now``, it is past the graph's ``timeout_seconds``; else ``None`` (run the tool).
+
+    The time counts from the run's start, or its last redrive.
+    """
     graph = compiled.graph
-    if graph.timeout_seconds is None or now - run.created_at <= graph.timeout_seconds:
+    since = run.redriven_at if run.redriven_at is not None else run.created_at
+    if graph.timeout_seconds is None or now - since <= graph.timeout_seconds:
         return None
     node_name = run.current_node or graph.start_node
     error = RunError(type="RunTimedOut", message=f"run exceeded {graph.timeout_seconds:g}s", node=node_name)
@@ -244,8 +248,12 @@ def decide(
     now: float,
     duration_ms: float,
     draw: float = 1.0,
+    announce: bool = True,
 ) -> StepOutcome:
     """What follows the attempt at ``run``'s position whose tool gave ``result``.
+
+    ``announce`` begins the records with ``step_started``; a wait or callback
+    node logged its start when it began to wait.
 
     ``started`` (the ``step_started`` record's time) and ``now`` (every other
     record's, and the commit's) are epoch seconds; ``duration_ms`` is how long
@@ -261,13 +269,14 @@ def decide(
     node_name = run.current_node or compiled.graph.start_node
     node = compiled.graph.nodes[node_name]
     log = _Log(run, now)
-    log.add(
-        LogType.STEP_STARTED,
-        f"{node_name} ({node.label}) attempt {run.attempt}",
-        node=node_name,
-        attempt=run.attempt,
-        ts=started,
-    )
+    if announce:
+        log.add(
+            LogType.STEP_STARTED,
+            f"{node_name} ({node.label}) attempt {run.attempt}",
+            node=node_name,
+            attempt=run.attempt,
+            ts=started,
+        )
     if isinstance(result, Raised):
         return _after_failure(compiled, run, log, node_name, result.type, result.message, duration_ms, draw)
     if isinstance(result, TimedOut):

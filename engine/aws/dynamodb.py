@@ -418,6 +418,8 @@ class DynamoStore(GraphTable, ConnectionTable):
             )
         if changes.reopens:
             fields["expires_at"] = None
+        if changes.redriven_at is not None:
+            fields["rdv"] = n(changes.redriven_at)
         if changes.status.terminal:
             fields["expires_at"] = n(now + self.ttl_seconds)
         if token is not None:
@@ -672,6 +674,7 @@ class DynamoStore(GraphTable, ConnectionTable):
             revision=_revision(item),
             waiting=Waiting.model_validate_json(waiting) if (waiting := text(item, "wt")) else None,
             callbacks=json.loads(closed) if (closed := text(item, "cbs")) else {},
+            redriven_at=number(item, "rdv"),
         )
         update: dict[str, Any] = {"state": self._state(run.run_id, item, loaded or {})}
         body, entries = _fanout_parts(item)
