@@ -199,6 +199,14 @@ def find_problems(graph: Graph, registry: ToolRegistry) -> list[Problem]:
                     f"catch leads to unknown node {node.catch!r}{did_you_mean(node.catch, nodes)}",
                 )
             )
+        expired = node.callback.catch if node.callback is not None else None
+        if expired is not None and expired not in nodes:
+            problems.append(
+                Problem(
+                    f"nodes.{name}.callback.catch",
+                    f"the callback's time-out leads to unknown node {expired!r}{did_you_mean(expired, nodes)}",
+                )
+            )
     for source, edge in graph.edges.items():
         if source not in nodes:
             problems.append(
@@ -327,6 +335,15 @@ def _region_problems(graph: Graph) -> list[Problem]:
                 )
                 for inner in graph.fan_out_nodes()
                 if inner != fan_out and inner in region
+            )
+            problems.extend(
+                Problem(
+                    f"nodes.{name}",
+                    f"{branch} holds the {graph.nodes[name].label} node {name!r}: waits and callbacks inside "
+                    "a branch are not supported yet",
+                )
+                for name in sorted(region)
+                if graph.nodes[name].wait is not None or graph.nodes[name].callback is not None
             )
             for name in sorted(region):
                 other = owner.setdefault(name, start)
