@@ -4,15 +4,22 @@ Each stage reads the state and returns only the keys it changes; none changes
 the state it is given. State keys, by the stage that writes them:
 
 * ``dq.initialize``: ``records``, ``seed``, ``target_score``, ``max_iterations``
-  (the settings, defaults filled in), ``dataset``, ``quarantine``,
-  ``dropped_duplicates``, ``injected``, ``iteration`` (0), ``history`` (the
-  baseline), ``quality_score``, ``anomaly_count``, ``target_met``, ``can_iterate``.
+  (the settings, defaults filled in), ``table``, ``injected``, ``iteration`` (0),
+  ``history`` (the baseline), ``quality_score``, ``anomaly_count``, ``target_met``,
+  ``can_iterate``.
 * ``dq.profile``: ``profile``. ``dq.detect``: ``anomalies``.
   ``dq.generate_rules``: ``rules``.
-* ``dq.apply_rules``: ``dataset``, ``quarantine``, ``dropped_duplicates``, ``applied``.
+* ``dq.apply_rules``: ``table``, ``applied``.
 * ``dq.evaluate``: ``iteration``, ``quality_score``, ``anomaly_count``,
   ``target_met``, ``can_iterate``, ``history``.
 * ``dq.report``: ``report``.
+
+``table`` holds where every generated row is: ``dataset`` (the rows being
+checked), ``quarantine`` and ``dropped_duplicates`` (the rows set aside, each
+entry ``{"row", "iteration", ...}``). The three lists are one value because a
+row leaves the dataset only to enter one of the others: they change together,
+and one value is one write (an S3 object for a large dataset, whatever its
+size) where three would add two DynamoDB items a write (``docs/data-quality.md``).
 """
 
 from __future__ import annotations
@@ -68,17 +75,24 @@ def _score_setting(state: State) -> float:
     return float(value)
 
 
+def _table(state: State) -> dict[str, Any]:
+    table = state.get("table")
+    if not isinstance(table, dict):
+        raise ValueError("the state has no table: the pipeline starts with dq.initialize")
+    return table
+
+
 def _dataset(state: State) -> list[Row]:
-    rows = state.get("dataset")
+    rows = _table(state).get("dataset")
     if not isinstance(rows, list):
-        raise ValueError("the state has no dataset: the pipeline starts with dq.initialize")
+        raise ValueError("the table has no dataset: the pipeline starts with dq.initialize")
     return rows
 
 
 def _rows_left(state: State, key: str) -> list[dict[str, Any]]:
-    entries = state.get(key) or []
+    entries = _table(state).get(key) or []
     if not isinstance(entries, list):
-        raise ValueError(f"{key} must be a list")
+        raise ValueError(f"table.{key} must be a list")
     return entries
 
 
@@ -137,9 +151,7 @@ def initialize(state: State, ctx: ToolContext) -> State:
         "seed": seed,
         "target_score": target,
         "max_iterations": max_iterations,
-        "dataset": rows,
-        "quarantine": [],
-        "dropped_duplicates": [],
+        "table": {"dataset": rows, "quarantine": [], "dropped_duplicates": []},
         "injected": injected,
         "iteration": 0,
         "history": [baseline],
@@ -287,9 +299,11 @@ def apply(state: State, ctx: ToolContext) -> State:
     outcome = apply_rules(rows, plan.get("items") or [], iteration)
     stats = [s.as_dict() for s in outcome.stats]
     return {
-        "dataset": outcome.rows,
-        "quarantine": [*_rows_left(state, "quarantine"), *outcome.quarantined],
-        "dropped_duplicates": [*_rows_left(state, "dropped_duplicates"), *outcome.dropped],
+        "table": {
+            "dataset": outcome.rows,
+            "quarantine": [*_rows_left(state, "quarantine"), *outcome.quarantined],
+            "dropped_duplicates": [*_rows_left(state, "dropped_duplicates"), *outcome.dropped],
+        },
         "applied": {
             "iteration": iteration,
             "rules": stats,
