@@ -66,7 +66,12 @@ def _is_int(value: Any) -> bool:
 
 def _range(value: Any, rows: int, what: str) -> tuple[int, int]:
     start, stop = (value.get("start"), value.get("stop")) if isinstance(value, dict) else (None, None)
-    if not (isinstance(start, int) and isinstance(stop, int) and _is_int(start) and _is_int(stop)):
+    if (
+        isinstance(start, bool)
+        or isinstance(stop, bool)
+        or not isinstance(start, int)
+        or not isinstance(stop, int)
+    ):
         raise ValueError(f"{what} must be a range {{'start': int, 'stop': int}}, got {value!r}")
     if not 0 <= start <= stop <= rows:
         raise ValueError(f"{what} {start}..{stop} is not within the dataset's {rows} rows")
