@@ -164,10 +164,10 @@ def apply_flagged(
     """Apply the rules ``ordered`` (from :func:`order_rules`) to the rows of ``rows`` that ``flagged`` names.
 
     ``flagged`` maps every check a rule is for to the indices of ``rows`` it
-    flags; ``repeats`` maps the index of each row flagged as a repeat to the
-    index of its first occurrence, which ``row_at`` returns (it may lie outside
-    ``rows``: :func:`apply_rules` passes the whole dataset, a chunk of it passes
-    the row's place in the whole). Never changes ``rows`` or its dicts.
+    flags. ``repeats`` maps each index of ``rows`` that repeats an earlier row
+    to that row's index for ``row_at``: an index of ``rows`` in
+    :func:`apply_rules`, of the whole dataset for a chunk of it (the earlier
+    row may be in another chunk). Never changes ``rows`` or its dicts.
     """
     stats = [RuleStats(str(rule["check"]), str(rule["action"])) for rule in ordered]
     outcome = Outcome(stats=stats)
