@@ -1,11 +1,11 @@
-"""The parallel Data Quality Pipeline's chunk tools, run by hand the way the map fan-out will run them.
+"""The parallel Data Quality Pipeline (``engine/graphs/data_quality_parallel.json``) against the sequential one.
 
-The engine cannot run ``engine/graphs/data_quality_parallel.json`` yet: these
-tests play its map edges (each branch sees the state as of the fan-out plus
-``chunk`` and ``chunk_index``, writes only ``chunk_result``; the join sees the
-list of every branch's ``chunk_result`` in chunk order), with every update
-through JSON as a store keeps it, and compare with the sequential graph run
-on the in-process driver.
+Two ways: the graph run by the engine's map fan-out on the in-process driver,
+and its chunk tools run by hand the way the map runs them (each branch sees the
+state as of the fan-out plus ``chunk`` and ``chunk_index`` and writes only
+``chunk_result``; the join sees the list of every branch's ``chunk_result`` in
+chunk order; every update goes through JSON as a store keeps it). Both are
+compared with the sequential graph run on the in-process driver.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from engine.graphs import load_graph_json
 from engine.registry import REGISTRY
 from engine.tools.dq.checks import row_key
 from engine.tools.dq.parallel import DEFAULT_CHUNKS, MAX_CHUNKS
+from engine.tools.dq.stages import MAX_ITERATIONS_CAP
 
 State = dict[str, Any]
 
@@ -72,13 +73,30 @@ def parallel_run(initial: State) -> State:
     return state
 
 
-def sequential_run(initial: State) -> State:
+def driver_run(graph: str, initial: State) -> State:
     clock = FakeClock()
     driver = InProcessDriver(REGISTRY, clock=clock, sleep=clock.sleep)
-    graph_id = driver.service.create_graph(load_graph_json("data_quality")).graph_id
+    graph_id = driver.service.create_graph(load_graph_json(graph)).graph_id
     run = driver.run(graph_id, initial)
     assert run.status is RunStatus.SUCCEEDED, run.error
     return run.state
+
+
+def sequential_run(initial: State) -> State:
+    return driver_run("data_quality", initial)
+
+
+@pytest.mark.parametrize("chunks", [1, 4, 10])
+@pytest.mark.parametrize(("records", "seed"), [(1000, 42), (600, 123), (37, 5)])
+def test_the_engine_runs_the_parallel_graph_to_the_sequential_report(
+    records: int, seed: int, chunks: int
+) -> None:
+    settings = {"records": records, "seed": seed}
+    sequential = sequential_run(settings)
+    parallel = driver_run("data_quality_parallel", {**settings, "chunks_count": chunks})
+    for key in SEQUENTIAL_KEYS:
+        assert parallel[key] == sequential[key], key
+    assert len(parallel["chunk_results"]) == len(parallel["chunk_fixes"]) == len(parallel["chunks"])
 
 
 @pytest.mark.parametrize("chunks", [1, 4, 10])
@@ -244,3 +262,5 @@ def test_the_parallel_graph_fans_out_over_the_chunks_and_keeps_the_loop() -> Non
     assert (loop["to"], default) == ("split", {"to": "report"})
     for name in ("evaluate", "report", "generate_rules", "initialize"):
         assert nodes[name]["tool"] == sequential["nodes"][name]["tool"]
+    per_iteration = 5 + 3 * MAX_CHUNKS  # split, 2 steps a chunk, combine, rules, 1 a chunk, combine, evaluate
+    assert definition["max_steps"] >= 2 + MAX_ITERATIONS_CAP * per_iteration
