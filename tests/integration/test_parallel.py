@@ -371,3 +371,29 @@ def test_requests_of_a_100_item_map(api: Api, aws: AwsEnv, requests: Requests) -
         TableName=aws.resources.table_name, Key={"pk": {"S": f"RUN#{run_id}"}, "sk": {"S": "RUN"}}
     )["Item"]
     assert "fo" not in item, "the fan-out is gone once joined"
+
+
+def test_a_map_whose_every_batch_runs_in_a_fresh_environment_joins_from_the_stored_values(
+    api: Api, aws: AwsEnv
+) -> None:
+    run_id = start(api, map_graph(max_concurrency=10), {"n": 60})
+    sent: Counter[str] = Counter()
+
+    def record(model: Any, **_: Any) -> None:
+        sent[model.name] += 1
+
+    def cold(event: dict[str, Any], context: Any) -> Any:
+        wiring.reset()
+        wiring.client("dynamodb").meta.events.register("before-call.dynamodb.*", record)
+        return step_app.lambda_handler(event, context)
+
+    r = aws.resources
+    EventSourceMapping(aws.sqs, r.queue_url, r.queue_arn, cold).drain()
+
+    run = get_run(api, run_id)
+    assert run["status"] == "SUCCEEDED", run.get("error")
+    assert run["state"]["squares"] == [i * i for i in range(60)]
+    assert run["state"]["total"] == sum(range(60))
+    assert sent["BatchGetItem"] >= 1, "the join read the branches' value items it did not write"
+    logs(api, run_id)
+    assert queue_empty(aws)
