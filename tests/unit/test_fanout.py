@@ -411,7 +411,7 @@ def test_two_branches_writing_a_key_without_reducer_fail_the_run_naming_key_and_
     assert trace.run.fanout is None
     error = trace.run.error
     assert error is not None
-    assert (error.type, error.node) == ("BranchConflict", "merge")
+    assert (error.type, error.node) == ("MergeConflict", "merge")
     assert "'x'" in error.message
     assert "'a'" in error.message and "'c'" in error.message
     assert "'b'" not in error.message
@@ -427,7 +427,7 @@ def test_a_value_its_reducer_cannot_take_fails_the_run_at_the_join() -> None:
 
     assert trace.run.status is RunStatus.FAILED
     assert trace.run.error is not None
-    assert trace.run.error.type == "ReducerFailed"
+    assert trace.run.error.type == "ReducerError"
 
 
 # limits and the log
