@@ -24,6 +24,7 @@ import random
 import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -343,8 +344,12 @@ class WorkflowService:
         isolate: bool = False,
         time_left: float | None = None,
         receives: int | None = None,
+        send_next: bool = True,
     ) -> StepResult:
         """Execute the step a message names, if it is still the run's current one.
+
+        ``send_next`` sends the messages a commit asks for (``False``: the caller
+        handles :attr:`StepResult.messages` itself, as an inline run does).
 
         ``isolate`` runs the tool with :attr:`isolated_runner` and first notes on
         the run that the attempt started (``receives`` is the message's delivery
@@ -371,7 +376,9 @@ class WorkflowService:
                 return StepResult(StepDisposition.SCHEDULED, run, defer_seconds=message.not_before - now)
             return StepResult(StepDisposition.DEFERRED, run, defer_seconds=message.not_before - now)
         if message.branch is not None:
-            return self._run_branch(run, message, isolate=isolate, time_left=time_left, receives=receives)
+            return self._run_branch(
+                run, message, isolate=isolate, time_left=time_left, receives=receives, send_next=send_next
+            )
         if run.fanout is not None:
             return self._stale(run, running_messages(run))
         if message.position != run.position:
@@ -380,7 +387,12 @@ class WorkflowService:
                 resend = [self._current_message(run)]
             return self._stale(run, resend)
         return self._execute(
-            run, send_next=True, isolate=isolate, time_left=time_left, receives=receives, woken=message.timer
+            run,
+            send_next=send_next,
+            isolate=isolate,
+            time_left=time_left,
+            receives=receives,
+            woken=message.timer,
         )
 
     def _send(self, message: StepMessage) -> None:
@@ -406,7 +418,14 @@ class WorkflowService:
         return StepResult(StepDisposition.STALE, run, next_message=first, more=tuple(resend[1:]))
 
     def _run_branch(
-        self, run: Run, message: StepMessage, *, isolate: bool, time_left: float | None, receives: int | None
+        self,
+        run: Run,
+        message: StepMessage,
+        *,
+        isolate: bool,
+        time_left: float | None,
+        receives: int | None,
+        send_next: bool = True,
     ) -> StepResult:
         """A branch's message: execute it if the run's fan-out holds that branch at that position.
 
@@ -428,11 +447,18 @@ class WorkflowService:
             behind = message.position < branch.position
             return self._stale(run, [branch_message(run.run_id, fanout, branch)] if behind else [])
         return self._execute_branch(
-            run, message.branch, isolate=isolate, time_left=time_left, receives=receives
+            run, message.branch, isolate=isolate, time_left=time_left, receives=receives, send_next=send_next
         )
 
     def _execute_branch(
-        self, run: Run, index: int, *, isolate: bool, time_left: float | None, receives: int | None
+        self,
+        run: Run,
+        index: int,
+        *,
+        isolate: bool,
+        time_left: float | None,
+        receives: int | None,
+        send_next: bool = True,
     ) -> StepResult:
         """Run branch ``index``'s node and commit what follows, deciding again after a sibling's commit."""
         assert run.fanout is not None
@@ -454,7 +480,7 @@ class WorkflowService:
         started = self.clock()
         timed_out = run_timed_out(compiled, view, started)
         if timed_out is not None:
-            return self._commit(run, timed_out, send_next=True)
+            return self._commit(run, timed_out, send_next=send_next)
         key = f"{run.run_id}:{run.fanout.step}:{index}:{branch.step}"
         done = run_tool(
             compiled, view, self.registry, runner=runner, time_left=tool_time, idempotency_key=key
@@ -481,7 +507,7 @@ class WorkflowService:
                 if run.status.terminal or current is None or current.position != branch.position:
                     return StepResult(StepDisposition.LOST_RACE, run)
                 continue
-            return self._sent(committed, outcome, send_next=True)
+            return self._sent(committed, outcome, send_next=send_next)
         raise StaleStepError(
             f"branch {index} of run {run.run_id} lost {BRANCH_COMMIT_RETRIES} commits in a row to its siblings",
             run_id=run.run_id,
@@ -695,9 +721,9 @@ class WorkflowService:
         committed; if the send fails, no run is stored. A run still going when
         the budget is spent is handed to the queue at once. A repeated
         ``idempotency_key`` returns the first run, its current position
-        re-enqueued if it has not finished. A run that fans out is handed to the
-        queue at the fan-out (its branches run in step functions), and a run that
-        begins to wait, when it does.
+        re-enqueued if it has not finished. A run that fans out runs its branches
+        here too, one message at a time in queue order (:meth:`_branches_inline`);
+        a run that begins to wait is handed to the queue when it does.
         """
         deadline = self.clock() + budget_seconds
         if idempotency_key:
@@ -715,9 +741,14 @@ class WorkflowService:
         if run.status.terminal or run.position != (0, 1):
             return run
         while not run.status.terminal:
+            if run.fanout is not None:
+                run = self._branches_inline(run, deadline, sleep)
+                if run.fanout is not None:
+                    return run
+                continue
             result = self._execute(run, send_next=False)
             run = result.run
-            if run.fanout is not None or run.waiting is not None:
+            if run.waiting is not None:
                 for message in result.messages:
                     self._send(message)
                 return run
@@ -733,6 +764,36 @@ class WorkflowService:
             self.queue.send(
                 StepMessage(run_id=run.run_id, step=run.step, attempt=run.attempt, not_before=run.not_before)
             )
+        return run
+
+    def _branches_inline(self, run: Run, deadline: float, sleep: Callable[[float], None]) -> Run:
+        """Run ``run``'s branch messages in this process until the join, or hand them to the queue at ``deadline``.
+
+        Returns the run as the last commit left it: joined (no fan-out) or ended,
+        or still fanned out once its branches' messages were queued.
+        """
+        pending = deque(running_messages(run))
+        while pending:
+            message = pending.popleft()
+            result = self.run_step(message, send_next=False)
+            run = result.run
+            if run.status.terminal or run.fanout is None:
+                return run
+            if result.disposition is StepDisposition.DEFERRED:
+                if self.clock() + result.defer_seconds >= deadline:
+                    pending.appendleft(message)
+                    break
+                sleep(result.defer_seconds)
+                pending.appendleft(message)
+                continue
+            if result.disposition is StepDisposition.LOST_RACE:
+                pending = deque(running_messages(run))
+                continue
+            pending.extend(m for m in result.messages if m.branch is not None)
+            if self.clock() >= deadline:
+                break
+        for message in pending:
+            self._send(message)
         return run
 
     def _resume(self, run: Run) -> Run:
