@@ -42,10 +42,11 @@ from engine.errors import (
     RunNotFoundError,
     RunNotRedrivableError,
     StaleStepError,
+    TooDeepError,
 )
 from engine.fanout import branch_message, branch_view, decide_branch, running_messages
 from engine.graph import Graph
-from engine.limits import check_state, state_bytes
+from engine.limits import MAX_STATE_DEPTH, check_state, json_depth, state_bytes
 from engine.model import (
     CALLBACK_HISTORY,
     DeliveryNote,
@@ -827,17 +828,8 @@ class WorkflowService:
         """
         run_id, position, secret = _parse_token(token)
         digest = digest_of(secret)
-        if data is not None:
-            problem = json_problem(data)
-            if not isinstance(data, dict) or problem is not None:
-                raise BadRequestError(
-                    f"callback data must be a JSON object{': ' + problem if problem else ''}"
-                )
-            size = len(json.dumps(data, separators=(",", ":")).encode())
-            if size > MAX_CALLBACK_DATA_BYTES:
-                raise PayloadTooLargeError(
-                    f"callback data takes {size} bytes as JSON; the limit is {MAX_CALLBACK_DATA_BYTES}"
-                )
+        if data is not None or decision is not None:
+            _check_callback_body(data, decision)
         for _ in range(COMMIT_RETRIES):
             try:
                 run = self.runs.get_run(run_id)
@@ -926,6 +918,24 @@ NOTHING_RECORDED = (
     "invocations ended before reaching this record, or were still running when it was moved)"
 )
 """The reason's end when the run has no delivery note for the dead message's position."""
+
+
+def _check_callback_body(data: Any, decision: Any) -> None:
+    """:class:`BadRequestError` unless ``data`` is a JSON object (or ``None``) and ``decision`` JSON; too big: 413."""
+    if data is not None and not isinstance(data, dict):
+        raise BadRequestError(f"callback data must be a JSON object, not {type(data).__name__}")
+    updates = {**(data or {}), "decision": decision}
+    problem = json_problem(updates)
+    if problem is not None:
+        raise BadRequestError(f"callback data and decision must be JSON: {problem}")
+    depth = json_depth(updates)
+    if depth > MAX_STATE_DEPTH:
+        raise TooDeepError(f"callback data nests {depth} levels deep; the limit is {MAX_STATE_DEPTH}")
+    size = len(json.dumps(updates, separators=(",", ":")).encode())
+    if size > MAX_CALLBACK_DATA_BYTES:
+        raise PayloadTooLargeError(
+            f"callback data and decision take {size} bytes as JSON; the limit is {MAX_CALLBACK_DATA_BYTES}"
+        )
 
 
 def _parse_token(token: str) -> tuple[str, tuple[int, int], str]:

@@ -24,7 +24,9 @@ from engine.errors import (
     PayloadTooLargeError,
     RunNotFoundError,
     RunNotRedrivableError,
+    TooDeepError,
 )
+from engine.limits import MAX_STATE_DEPTH
 from engine.model import LogRecord, LogType, Run, RunStatus, StepMessage
 from engine.registry import ToolContext, ToolRegistry
 from engine.service import MAX_CALLBACK_DATA_BYTES, StepDisposition, WorkflowService
@@ -503,6 +505,52 @@ def test_callback_data_too_big_is_refused_and_the_token_still_good(driver: InPro
     driver.service.resolve_callback(token, data={"blob": "x" * (MAX_CALLBACK_DATA_BYTES - 100)})
     driver.drain()
     assert driver.service.get_run(run.run_id).status is RunStatus.SUCCEEDED
+
+
+def nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "status"),
+    [
+        ({"decision": {1, 2}}, BadRequestError, HTTPStatus.BAD_REQUEST),
+        ({"data": {"deep": nested(MAX_STATE_DEPTH)}}, TooDeepError, HTTPStatus.BAD_REQUEST),
+        (
+            {"decision": "x" * MAX_CALLBACK_DATA_BYTES},
+            PayloadTooLargeError,
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        ),
+        (
+            {
+                "data": {"a": "x" * (MAX_CALLBACK_DATA_BYTES // 2)},
+                "decision": "y" * (MAX_CALLBACK_DATA_BYTES // 2),
+            },
+            PayloadTooLargeError,
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        ),
+    ],
+    ids=["decision-not-json", "data-too-deep", "decision-too-big", "together-too-big"],
+)
+def test_a_callback_body_the_state_cannot_take_is_refused_before_the_token_is_used(
+    driver: InProcessDriver, body: dict[str, Any], error: type[EngineError], status: HTTPStatus
+) -> None:
+    run, token = waiting_run(driver, REVIEW)
+
+    with pytest.raises(error) as refused:
+        driver.service.resolve_callback(token, **body)
+
+    assert status_of(refused.value) is status
+    assert driver.service.get_run(run.run_id).waiting is not None
+    assert types(driver.service, run.run_id).count("callback_received") == 0
+    driver.service.resolve_callback(token, data={"deep": nested(MAX_STATE_DEPTH - 1)}, decision="ok")
+    driver.drain()
+    done = driver.service.get_run(run.run_id)
+    assert done.state["marks"] == ["review", "publish"]
+    assert done.state["decision"] == "ok"
 
 
 # redrive
