@@ -124,6 +124,7 @@ def start_wait(compiled: CompiledGraph, run: Run, now: float) -> StepOutcome:
         LogType.WAIT_STARTED,
         f"{node_name} waits {due - now:.0f}s, until {_iso(due)}",
         node=node_name,
+        attempt=run.attempt,
         data={"until": due, "seconds": due - now},
     )
     changes = RunChanges.wait(run, waiting=waiting, next_seq=log.next_seq, now=now)
@@ -155,6 +156,7 @@ def start_callback(compiled: CompiledGraph, run: Run, now: float, token: str, se
         LogType.CALLBACK_WAITING,
         f"{node_name} waits for a callback until {_iso(until)}",
         node=node_name,
+        attempt=run.attempt,
         data={"token": token, "node": node_name, "expires_at": until},
     )
     changes = RunChanges.wait(run, waiting=waiting, next_seq=log.next_seq, now=now)
@@ -238,6 +240,7 @@ def resolved(
         f"{waiting.node}: callback {'approved' if approved else 'rejected'}"
         + (f" ({reason})" if reason and not approved else ""),
         node=waiting.node,
+        attempt=waiting.attempt,
         data={"approved": approved, "decision": decision, "keys": sorted(data or {})},
     )
     if approved:

@@ -100,6 +100,7 @@ def test_a_wait_of_seconds_waits_at_its_position_with_a_timer_message_in_its_own
     assert changes.waiting == Waiting(kind="timer", node="w", step=3, attempt=1, since=NOW, until=NOW + 60)
     assert types(outcome) == [LogType.STEP_STARTED, LogType.WAIT_STARTED]
     assert outcome.records[1].data == {"until": NOW + 60, "seconds": 60}
+    assert [(r.node, r.attempt, r.step) for r in outcome.records] == [("w", 1, 3), ("w", 1, 3)]
     assert_seqs(outcome)
     message = outcome.next_message
     assert message == StepMessage(run_id="r", step=3, attempt=1, not_before=NOW + 60, timer=True)
@@ -261,6 +262,7 @@ def test_a_callback_logs_its_token_and_the_run_keeps_only_the_digest() -> None:
     assert SECRET not in changes.model_dump_json()
     assert types(outcome) == [LogType.STEP_STARTED, LogType.CALLBACK_WAITING]
     assert outcome.records[1].data == {"token": TOKEN, "node": "c", "expires_at": NOW + 3600}
+    assert (outcome.records[1].node, outcome.records[1].attempt) == ("c", 1)
     assert_seqs(outcome)
     assert outcome.next_message == StepMessage(
         run_id="r", step=3, attempt=1, not_before=NOW + 3600, timer=True
@@ -413,6 +415,7 @@ def test_a_rejected_callback_is_retried_under_the_nodes_policy_as_a_new_attempt(
     assert changes.callbacks == {digest_of(SECRET): "rejected"}
     assert types(outcome) == [LogType.CALLBACK_RECEIVED, LogType.STEP_FAILED, LogType.RETRY_SCHEDULED]
     assert "not yet" in outcome.records[0].message
+    assert (outcome.records[0].node, outcome.records[0].attempt) == ("c", 1)
     assert outcome.next_message == StepMessage(run_id="r", step=3, attempt=2, not_before=NOW + 37)
 
 
