@@ -823,7 +823,12 @@ class WorkflowService:
         Tokens are capabilities: whoever holds one (and may call the API) may use
         it, once. :class:`CallbackNotFoundError` for a token no run issued,
         :class:`CallbackUsedError` for one used already or whose run ended,
-        :class:`CallbackExpiredError` for one whose time-out passed. ``data``
+        :class:`CallbackExpiredError` for one whose time-out passed. A used token
+        of a run still going also re-sends the run's current messages (a copy
+        of a step message does no work), so a caller that repeats a call whose
+        answer it lost resumes the run if the first call died before it sent
+        them; and the time-out is cancelled only after they were sent, so
+        until then it stays as the run's wake-up. ``data``
         must be a JSON object within :data:`MAX_CALLBACK_DATA_BYTES`.
         """
         run_id, position, secret = _parse_token(token)
@@ -839,6 +844,8 @@ class WorkflowService:
             if closed == "expired":
                 raise CallbackExpiredError("this callback timed out before it was used")
             if closed is not None:
+                if not run.status.terminal:
+                    self._resend_current(run)
                 raise CallbackUsedError(f"this callback was {closed} already")
             waiting = run.waiting
             if (
@@ -860,19 +867,25 @@ class WorkflowService:
                 committed = self.runs.commit(run, outcome.changes, outcome.records)
             except StaleStepError:
                 continue
+            result = self._sent(committed, outcome, send_next=True)
             self._cancel_timer(wake_message(run_id, waiting))
-            return self._sent(committed, outcome, send_next=True).run
+            return result.run
         raise StaleStepError(f"run {run_id} kept moving; try again", run_id=run_id)
 
     def redrive(self, run_id: str, *, owner: str = LOCAL_OWNER) -> Run:
         """Take a FAILED or TIMED_OUT run of ``owner`` back to the node that failed (:func:`engine.waits.redrive`).
 
-        :class:`RunNotRedrivableError` for a run in any other state.
+        :class:`RunNotRedrivableError` for a run in any other state. Asked again
+        of a run that has not moved since its redrive, it re-sends the run's
+        message before it answers so (the first call may have died before
+        sending it; a copy does no work).
         """
         self.require_run_owner(run_id, owner)
         for _ in range(COMMIT_RETRIES):
             run = self.runs.get_run(run_id)
             if run.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+                if run.status is RunStatus.RUNNING and self._last_record_is(run, LogType.RUN_REDRIVEN):
+                    self._resend_current(run)
                 raise RunNotRedrivableError(
                     f"run {run_id} is {run.status.value}: only a FAILED or TIMED_OUT run can be redriven",
                     run_id=run_id,
@@ -890,6 +903,15 @@ class WorkflowService:
                 continue
             return self._sent(committed, outcome, send_next=True).run
         raise StaleStepError(f"run {run_id} kept moving; try again", run_id=run_id)
+
+    def _last_record_is(self, run: Run, type_: LogType) -> bool:
+        last = self.runs.list_logs(run.run_id, run.next_seq - 2, 1)
+        return bool(last) and last[0].type is type_
+
+    def _resend_current(self, run: Run) -> None:
+        """Send the run's current messages again: the main position's, or its branches' while it fans out."""
+        for message in running_messages(run) if run.fanout is not None else [self._current_message(run)]:
+            self._send(message)
 
     def _publish(self, run: Run, records: list[LogRecord]) -> None:
         """Best effort: a failure is handed to :attr:`on_publish_error`, never raised."""

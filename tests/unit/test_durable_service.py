@@ -744,3 +744,91 @@ def test_another_owners_run_is_not_found_for_a_redrive(
     assert driver.service.get_run(run.run_id).status is RunStatus.FAILED
     with pytest.raises(RunNotFoundError):
         driver.service.redrive("no-such-run")
+
+
+# a caller whose first call died after its commit
+
+
+class SendFails(Exception):
+    pass
+
+
+def failing_once(driver: InProcessDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queue's next send fails, as when the process dies between the commit and the send."""
+    send = driver.queue.send
+
+    def fail(message: StepMessage) -> None:
+        monkeypatch.setattr(driver.queue, "send", send)
+        raise SendFails("the process died before sending")
+
+    monkeypatch.setattr(driver.queue, "send", fail)
+
+
+def test_an_approval_that_died_before_sending_keeps_its_wake_up_and_a_second_call_resumes_the_run(
+    driver: InProcessDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, token = waiting_run(driver, REVIEW)
+    failing_once(driver, monkeypatch)
+
+    with pytest.raises(SendFails):
+        driver.service.resolve_callback(token, data={"ok": 1})
+
+    moved = driver.service.get_run(run.run_id)
+    assert moved.waiting is None and moved.current_node == "publish"
+    assert len(driver.queue) == 0
+    assert len(driver.timers) == 1, "the time-out is kept until the next message is sent"
+    with pytest.raises(CallbackUsedError):
+        driver.service.resolve_callback(token, data={"ok": 2})
+    assert len(driver.queue) == 1, "the second call re-sent the run's message"
+    driver.drain()
+    done = driver.service.get_run(run.run_id)
+    assert done.status is RunStatus.SUCCEEDED
+    assert done.state["ok"] == 1
+    assert done.state["marks"] == ["review", "publish"]
+
+
+def test_an_approval_that_died_before_sending_resumes_at_its_time_out_if_nobody_calls_again(
+    driver: InProcessDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, token = waiting_run(driver, REVIEW)
+    failing_once(driver, monkeypatch)
+    with pytest.raises(SendFails):
+        driver.service.resolve_callback(token)
+
+    driver.drain()
+
+    done = driver.service.get_run(run.run_id)
+    assert done.status is RunStatus.SUCCEEDED
+    assert done.state["marks"] == ["review", "publish"], "the late wake-up re-sent the run's message"
+    assert driver.timers.fired == 1
+
+
+def test_a_redrive_that_died_before_sending_is_resumed_by_a_second_call(
+    fragile: tuple[InProcessDriver, dict[str, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver, flags = fragile
+    run = start(driver, FRAGILE)
+    driver.drain()
+    flags["broken"] = False
+    failing_once(driver, monkeypatch)
+
+    with pytest.raises(SendFails):
+        driver.service.redrive(run.run_id)
+
+    assert driver.service.get_run(run.run_id).status is RunStatus.RUNNING
+    assert len(driver.queue) == 0
+    with pytest.raises(RunNotRedrivableError):
+        driver.service.redrive(run.run_id)
+    assert len(driver.queue) == 1
+    message = driver.queue.pop()
+    assert message is not None
+    driver.service.run_step(message)
+    sent = driver.queue.sent
+    with pytest.raises(RunNotRedrivableError):
+        driver.service.redrive(run.run_id)
+    assert driver.queue.sent == sent, "a run that moved on since its redrive is not sent again"
+    driver.drain()
+    done = driver.service.get_run(run.run_id)
+    assert done.status is RunStatus.SUCCEEDED
+    assert types(driver.service, run.run_id).count("run_redriven") == 1
+    assert_gap_free(driver.service, done)
