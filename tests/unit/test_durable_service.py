@@ -832,3 +832,46 @@ def test_a_redrive_that_died_before_sending_is_resumed_by_a_second_call(
     assert done.status is RunStatus.SUCCEEDED
     assert types(driver.service, run.run_id).count("run_redriven") == 1
     assert_gap_free(driver.service, done)
+
+
+# the graph's timeout_seconds during a wait
+
+
+def test_a_run_times_out_during_a_wait_at_its_deadline_and_a_redrive_waits_again(
+    driver: InProcessDriver, clock: FakeClock
+) -> None:
+    began = clock.now
+    run = start(driver, {**wait_graph(DAY), "timeout_seconds": 600})
+
+    driver.drain()
+
+    timed_out = driver.service.get_run(run.run_id)
+    assert timed_out.status is RunStatus.TIMED_OUT
+    assert timed_out.error is not None and timed_out.error.node == "w"
+    assert clock.now - began == pytest.approx(600)
+    assert len(driver.timers) == 0 and len(driver.queue) == 0
+
+    driver.service.redrive(run.run_id)
+    driver.drain()
+
+    again = driver.service.get_run(run.run_id)
+    assert again.status is RunStatus.TIMED_OUT
+    assert clock.now - began == pytest.approx(1200), "the deadline counts from the redrive"
+    assert types(driver.service, run.run_id).count("wait_started") == 2
+
+
+def test_a_callback_expires_at_the_runs_deadline(driver: InProcessDriver, clock: FakeClock) -> None:
+    run, token = waiting_run(driver, {**REVIEW, "timeout_seconds": 3600})
+    assert run.waiting is not None
+    assert run.waiting.until == run.created_at + 3600
+
+    clock.sleep(3600)
+    with pytest.raises(CallbackExpiredError):
+        driver.service.resolve_callback(token)
+    driver.drain()
+
+    done = driver.service.get_run(run.run_id)
+    assert done.status is RunStatus.TIMED_OUT
+    assert done.state["marks"] == ["review"], "a time-out of the run takes no catch"
+    with pytest.raises(CallbackExpiredError):
+        driver.service.resolve_callback(token)

@@ -99,7 +99,7 @@ def test_a_wait_of_seconds_waits_at_its_position_with_a_timer_message_in_its_own
     assert changes.state_updates == {}
     assert changes.waiting == Waiting(kind="timer", node="w", step=3, attempt=1, since=NOW, until=NOW + 60)
     assert types(outcome) == [LogType.STEP_STARTED, LogType.WAIT_STARTED]
-    assert outcome.records[1].data == {"until": NOW + 60, "seconds": 60}
+    assert outcome.records[1].data == {"until": NOW + 60, "seconds": 60, "wakes_at": NOW + 60}
     assert [(r.node, r.attempt, r.step) for r in outcome.records] == [("w", 1, 3), ("w", 1, 3)]
     assert_seqs(outcome)
     message = outcome.next_message
@@ -525,3 +525,72 @@ def test_a_failed_callback_node_is_redriven_to_wait_again() -> None:
     again = start_callback(graph, reopened, NOW, "r.3.2." + "t" * 43, "t" * 43)
     assert again.changes.waiting is not None
     assert again.changes.waiting.position == (3, 2)
+
+
+# the run's deadline (the graph's timeout_seconds) bounds waits and callbacks
+
+
+def with_timeout(graph: CompiledGraph, seconds: float) -> CompiledGraph:
+    return CompiledGraph(graph.graph.model_copy(update={"timeout_seconds": seconds}))
+
+
+def test_a_wait_longer_than_the_time_the_run_has_left_wakes_at_its_deadline() -> None:
+    graph = with_timeout(wait_graph({"seconds": 86_400}), 160)
+    run = run_at("w")  # created 100 s before NOW: its deadline is NOW + 60
+
+    outcome = start_wait(graph, run, NOW)
+
+    assert outcome.changes.waiting is not None
+    assert outcome.changes.waiting.until == NOW + 60
+    assert outcome.next_message is not None and outcome.next_message.not_before == NOW + 60
+    assert outcome.records[1].data == {"until": NOW + 86_400, "seconds": 86_400, "wakes_at": NOW + 60}
+    assert "times out first" in outcome.records[1].message
+    woke = woken(graph, outcome.changes.apply(run), NOW + 60)
+    assert woke.changes.status is RunStatus.TIMED_OUT
+    assert woke.changes.error == RunError(type="RunTimedOut", message="run exceeded 160s", node="w")
+    assert types(woke) == [LogType.RUN_TIMED_OUT]
+    assert woke.next_message is None
+
+
+def test_a_wait_within_the_deadline_ends_as_usual() -> None:
+    graph = with_timeout(wait_graph({"seconds": 30}), 160)
+    run = run_at("w")
+
+    outcome = start_wait(graph, run, NOW)
+
+    assert outcome.changes.waiting is not None and outcome.changes.waiting.until == NOW + 30
+    assert woken(graph, outcome.changes.apply(run), NOW + 30).changes.current_node == "b"
+
+
+def test_a_run_past_its_deadline_does_not_begin_to_wait() -> None:
+    waits = start_wait(with_timeout(wait_graph({"seconds": 5}), 50), run_at("w"), NOW)
+    calls = start_callback(with_timeout(callback_graph(), 50), run_at("c"), NOW, TOKEN, SECRET)
+
+    for outcome in (waits, calls):
+        assert outcome.changes.status is RunStatus.TIMED_OUT
+        assert outcome.changes.waiting is None
+        assert types(outcome) == [LogType.RUN_TIMED_OUT]
+        assert outcome.next_message is None
+
+
+def test_a_callback_expires_at_the_runs_deadline_and_the_run_times_out() -> None:
+    graph = with_timeout(callback_graph(spec={"catch": "expired"}), 400)
+    run = run_at("c")
+
+    outcome = start_callback(graph, run, NOW, TOKEN, SECRET)
+
+    assert outcome.changes.waiting is not None
+    assert outcome.changes.waiting.until == NOW + 300
+    assert outcome.records[1].data is not None and outcome.records[1].data["expires_at"] == NOW + 300
+    woke = woken(graph, outcome.changes.apply(run), NOW + 300)
+    assert woke.changes.status is RunStatus.TIMED_OUT, "the deadline wins over the callback's catch"
+    assert woke.changes.callbacks == {digest_of(SECRET): "expired"}
+
+
+def test_the_deadline_of_a_redriven_run_counts_from_its_redrive() -> None:
+    graph = with_timeout(wait_graph({"seconds": 86_400}), 160)
+    run = run_at("w").model_copy(update={"redriven_at": NOW - 10})
+
+    outcome = start_wait(graph, run, NOW)
+
+    assert outcome.changes.waiting is not None and outcome.changes.waiting.until == NOW + 150
