@@ -828,8 +828,10 @@ class WorkflowService:
         of a step message does no work), so a caller that repeats a call whose
         answer it lost resumes the run if the first call died before it sent
         them; and the time-out is cancelled only after they were sent, so
-        until then it stays as the run's wake-up. ``data``
-        must be a JSON object within :data:`MAX_CALLBACK_DATA_BYTES`.
+        until then it stays as the run's wake-up. ``data`` must be a JSON
+        object and ``decision`` JSON, together within
+        :data:`MAX_CALLBACK_DATA_BYTES` and :data:`~engine.limits.MAX_STATE_DEPTH`;
+        a body refused leaves the token unused.
         """
         run_id, position, secret = _parse_token(token)
         digest = digest_of(secret)
@@ -946,7 +948,9 @@ def _check_callback_body(data: Any, decision: Any) -> None:
     """:class:`BadRequestError` unless ``data`` is a JSON object (or ``None``) and ``decision`` JSON; too big: 413."""
     if data is not None and not isinstance(data, dict):
         raise BadRequestError(f"callback data must be a JSON object, not {type(data).__name__}")
-    updates = {**(data or {}), "decision": decision}
+    updates = dict(data or {})
+    if decision is not None:
+        updates["decision"] = decision
     problem = json_problem(updates)
     if problem is not None:
         raise BadRequestError(f"callback data and decision must be JSON: {problem}")

@@ -518,6 +518,7 @@ def nested(depth: int) -> Any:
     ("body", "error", "status"),
     [
         ({"decision": {1, 2}}, BadRequestError, HTTPStatus.BAD_REQUEST),
+        ({"data": {"decision": {1, 2}}}, BadRequestError, HTTPStatus.BAD_REQUEST),
         ({"data": {"deep": nested(MAX_STATE_DEPTH)}}, TooDeepError, HTTPStatus.BAD_REQUEST),
         (
             {"decision": "x" * MAX_CALLBACK_DATA_BYTES},
@@ -533,7 +534,13 @@ def nested(depth: int) -> Any:
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
         ),
     ],
-    ids=["decision-not-json", "data-too-deep", "decision-too-big", "together-too-big"],
+    ids=[
+        "decision-not-json",
+        "data-decision-not-json",
+        "data-too-deep",
+        "decision-too-big",
+        "together-too-big",
+    ],
 )
 def test_a_callback_body_the_state_cannot_take_is_refused_before_the_token_is_used(
     driver: InProcessDriver, body: dict[str, Any], error: type[EngineError], status: HTTPStatus
