@@ -43,10 +43,11 @@ from engine.errors import (
     RunNotFoundError,
     RunNotRedrivableError,
     StaleStepError,
+    TooDeepError,
 )
 from engine.fanout import branch_message, branch_view, decide_branch, running_messages
 from engine.graph import Graph
-from engine.limits import check_state, state_bytes
+from engine.limits import MAX_STATE_DEPTH, check_state, json_depth, state_bytes
 from engine.model import (
     CALLBACK_HISTORY,
     DeliveryNote,
@@ -883,22 +884,20 @@ class WorkflowService:
         Tokens are capabilities: whoever holds one (and may call the API) may use
         it, once. :class:`CallbackNotFoundError` for a token no run issued,
         :class:`CallbackUsedError` for one used already or whose run ended,
-        :class:`CallbackExpiredError` for one whose time-out passed. ``data``
-        must be a JSON object within :data:`MAX_CALLBACK_DATA_BYTES`.
+        :class:`CallbackExpiredError` for one whose time-out passed. A used token
+        of a run still going also re-sends the run's current messages (a copy
+        of a step message does no work), so a caller that repeats a call whose
+        answer it lost resumes the run if the first call died before it sent
+        them; and the time-out is cancelled only after they were sent, so
+        until then it stays as the run's wake-up. ``data`` must be a JSON
+        object and ``decision`` JSON, together within
+        :data:`MAX_CALLBACK_DATA_BYTES` and :data:`~engine.limits.MAX_STATE_DEPTH`;
+        a body refused leaves the token unused.
         """
         run_id, position, secret = _parse_token(token)
         digest = digest_of(secret)
-        if data is not None:
-            problem = json_problem(data)
-            if not isinstance(data, dict) or problem is not None:
-                raise BadRequestError(
-                    f"callback data must be a JSON object{': ' + problem if problem else ''}"
-                )
-            size = len(json.dumps(data, separators=(",", ":")).encode())
-            if size > MAX_CALLBACK_DATA_BYTES:
-                raise PayloadTooLargeError(
-                    f"callback data takes {size} bytes as JSON; the limit is {MAX_CALLBACK_DATA_BYTES}"
-                )
+        if data is not None or decision is not None:
+            _check_callback_body(data, decision)
         for _ in range(COMMIT_RETRIES):
             try:
                 run = self.runs.get_run(run_id)
@@ -908,6 +907,8 @@ class WorkflowService:
             if closed == "expired":
                 raise CallbackExpiredError("this callback timed out before it was used")
             if closed is not None:
+                if not run.status.terminal:
+                    self._resend_current(run)
                 raise CallbackUsedError(f"this callback was {closed} already")
             waiting = run.waiting
             if (
@@ -929,19 +930,25 @@ class WorkflowService:
                 committed = self.runs.commit(run, outcome.changes, outcome.records)
             except StaleStepError:
                 continue
+            result = self._sent(committed, outcome, send_next=True)
             self._cancel_timer(wake_message(run_id, waiting))
-            return self._sent(committed, outcome, send_next=True).run
+            return result.run
         raise StaleStepError(f"run {run_id} kept moving; try again", run_id=run_id)
 
     def redrive(self, run_id: str, *, owner: str = LOCAL_OWNER) -> Run:
         """Take a FAILED or TIMED_OUT run of ``owner`` back to the node that failed (:func:`engine.waits.redrive`).
 
-        :class:`RunNotRedrivableError` for a run in any other state.
+        :class:`RunNotRedrivableError` for a run in any other state. Asked again
+        of a run that has not moved since its redrive, it re-sends the run's
+        message before it answers so (the first call may have died before
+        sending it; a copy does no work).
         """
         self.require_run_owner(run_id, owner)
         for _ in range(COMMIT_RETRIES):
             run = self.runs.get_run(run_id)
             if run.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+                if run.status is RunStatus.RUNNING and self._last_record_is(run, LogType.RUN_REDRIVEN):
+                    self._resend_current(run)
                 raise RunNotRedrivableError(
                     f"run {run_id} is {run.status.value}: only a FAILED or TIMED_OUT run can be redriven",
                     run_id=run_id,
@@ -959,6 +966,15 @@ class WorkflowService:
                 continue
             return self._sent(committed, outcome, send_next=True).run
         raise StaleStepError(f"run {run_id} kept moving; try again", run_id=run_id)
+
+    def _last_record_is(self, run: Run, type_: LogType) -> bool:
+        last = self.runs.list_logs(run.run_id, run.next_seq - 2, 1)
+        return bool(last) and last[0].type is type_
+
+    def _resend_current(self, run: Run) -> None:
+        """Send the run's current messages again: the main position's, or its branches' while it fans out."""
+        for message in running_messages(run) if run.fanout is not None else [self._current_message(run)]:
+            self._send(message)
 
     def _publish(self, run: Run, records: list[LogRecord]) -> None:
         """Best effort: a failure is handed to :attr:`on_publish_error`, never raised."""
@@ -987,6 +1003,26 @@ NOTHING_RECORDED = (
     "invocations ended before reaching this record, or were still running when it was moved)"
 )
 """The reason's end when the run has no delivery note for the dead message's position."""
+
+
+def _check_callback_body(data: Any, decision: Any) -> None:
+    """:class:`BadRequestError` unless ``data`` is a JSON object (or ``None``) and ``decision`` JSON; too big: 413."""
+    if data is not None and not isinstance(data, dict):
+        raise BadRequestError(f"callback data must be a JSON object, not {type(data).__name__}")
+    updates = dict(data or {})
+    if decision is not None:
+        updates["decision"] = decision
+    problem = json_problem(updates)
+    if problem is not None:
+        raise BadRequestError(f"callback data and decision must be JSON: {problem}")
+    depth = json_depth(updates)
+    if depth > MAX_STATE_DEPTH:
+        raise TooDeepError(f"callback data nests {depth} levels deep; the limit is {MAX_STATE_DEPTH}")
+    size = len(json.dumps(updates, separators=(",", ":")).encode())
+    if size > MAX_CALLBACK_DATA_BYTES:
+        raise PayloadTooLargeError(
+            f"callback data and decision take {size} bytes as JSON; the limit is {MAX_CALLBACK_DATA_BYTES}"
+        )
 
 
 def _parse_token(token: str) -> tuple[str, tuple[int, int], str]:
