@@ -2,7 +2,9 @@
 
 Nothing here runs at import: the service is built on the first request that
 needs it, and each boto3 client when a request first talks to its service (a
-``GET`` of a run makes no SQS, S3 or WebSocket client), all from one session.
+``GET`` of a run makes no SQS, S3 or WebSocket client), all from one botocore
+session: the clients are the ones boto3 makes, without importing boto3, which
+loads s3transfer and its resource layer that the handlers do not use.
 
 Configuration: the environment variables of :class:`functions.shared.settings.Settings`
 (the table, bucket, queue, WebSocket endpoint, tool modules, TTL, isolation,
@@ -36,21 +38,21 @@ _clients_lock = threading.Lock()
 
 @cache
 def session() -> Any:
-    """The one boto3 session every client comes from, made on first use.
+    """The one botocore session every client comes from, made on first use.
 
     A session loads its configuration and data files once; a session per client
     would load them again for each.
     """
-    import boto3
+    import botocore.session
 
-    return boto3.session.Session()
+    return botocore.session.get_session()
 
 
 def client(service: str, endpoint_url: str | None = None, max_pool_connections: int | None = None) -> Any:
     """One boto3 client per service (and endpoint) per execution environment.
 
     ``max_pool_connections`` raises botocore's default of 10 HTTP connections for a
-    client that several threads share. Made under a lock: a boto3 session is not
+    client that several threads share. Made under a lock: a botocore session is not
     safe for threads that create clients at once.
     """
     return _client(service, endpoint_url, max_pool_connections)
@@ -63,7 +65,7 @@ def _client(service: str, endpoint_url: str | None, max_pool_connections: int | 
 
     config = Config(max_pool_connections=max_pool_connections) if max_pool_connections else None
     with _clients_lock:
-        return session().client(service, endpoint_url=endpoint_url, config=config)
+        return session().create_client(service, endpoint_url=endpoint_url, config=config)
 
 
 class LazyClient:
