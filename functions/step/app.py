@@ -4,9 +4,8 @@ Each record is handed to :meth:`WorkflowService.run_step`, which does no work fo
 duplicate or stale messages and commits each step exactly once. A retry whose
 delay has not passed is deferred: its visibility timeout is set to the delay and
 the record is reported as failed, so SQS delivers it again when it is due
-(FIFO queues cannot delay single messages). Other runs are not held up: only
-the failing record's message group (its run) waits
-(:func:`functions.shared.sqs_batch.process_fifo_batch`).
+(FIFO queues cannot delay single messages). Other runs are not held up: with
+``skip_group_on_error`` only the failing record's message group (its run) waits.
 A record that keeps failing reaches the DLQ, whose consumer marks the run FAILED.
 
 Isolation (``STEP_ISOLATION``): a *suspect* record, one SQS delivered before
@@ -28,6 +27,9 @@ import time
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
@@ -36,11 +38,13 @@ from engine.model import StepMessage
 from engine.service import StepDisposition, StepResult
 from functions.shared import wiring
 from functions.shared.observability import logger, metrics, tracer
-from functions.shared.sqs_batch import BatchResponse, SqsRecord, process_fifo_batch
 
 MAX_VISIBILITY_SECONDS = 12 * 60 * 60
 MISSING_RUN_BACKOFF = (0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.5, 0.5)
 MISSING_RUN_RETRY_SECONDS = 5
+
+processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+processor.raise_on_entire_batch_failure = False
 
 
 class StepDeferred(Exception):
@@ -51,7 +55,7 @@ class StepHandedBack(Exception):
     """The invocation has too little time left for the record's node; it is visible again at once."""
 
 
-def release(record: SqsRecord) -> None:
+def release(record: SQSRecord) -> None:
     """Make a record visible again now."""
     try:
         wiring.client("sqs").change_message_visibility(
@@ -63,7 +67,7 @@ def release(record: SqsRecord) -> None:
         logger.warning("could not release the record", extra={"error": str(exc)})
 
 
-def hide(record: SqsRecord, seconds: float) -> None:
+def hide(record: SQSRecord, seconds: float) -> None:
     """Make a record due again in ``seconds`` instead of at the end of the queue's visibility timeout."""
     timeout = min(MAX_VISIBILITY_SECONDS, max(1, math.ceil(seconds)))
     try:
@@ -76,7 +80,7 @@ def hide(record: SqsRecord, seconds: float) -> None:
         logger.warning("could not change the record's visibility", extra={"error": str(exc)})
 
 
-def defer(record: SqsRecord, seconds: float) -> None:
+def defer(record: SQSRecord, seconds: float) -> None:
     """Hide a record until it is due and hand it back to SQS."""
     hide(record, seconds)
     raise StepDeferred(f"due in {seconds:.3f}s")
@@ -116,12 +120,12 @@ def time_left(context: LambdaContext | None) -> float | None:
 
 
 @tracer.capture_method
-def handle_record(record: SqsRecord, lambda_context: LambdaContext | None = None) -> None:
+def handle_record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     message = StepMessage.model_validate_json(record.body)
     logger.append_keys(
         run_id=message.run_id, step=message.step, attempt=message.attempt, branch=message.branch
     )
-    receives = record.receive_count
+    receives = int(record.attributes.approximate_receive_count or 1)
     isolate = wiring.settings().isolates(receives)
     if isolate:
         logger.info("running a redelivered step isolated", extra={"receives": receives})
@@ -170,5 +174,7 @@ def handle_record(record: SqsRecord, lambda_context: LambdaContext | None = None
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
-    return process_fifo_batch(event, lambda record: handle_record(record, context))
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )

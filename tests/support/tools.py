@@ -74,7 +74,7 @@ FLAKY_GRAPH: dict[str, Any] = {
 
 
 class WorkerCrash(BaseException):
-    """Escapes the engine and the step handler's batch loop: the whole invocation fails, as when a Lambda dies.
+    """Escapes the engine and Powertools' batch processor: the whole invocation fails, as when a Lambda dies.
 
     Only the local stack's step environments should run the tools that raise it.
     """
