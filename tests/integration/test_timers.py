@@ -167,3 +167,20 @@ def test_a_retry_due_in_two_days_goes_to_the_scheduler_not_the_queue(env: Env) -
     [schedule] = env.schedules()
     assert StepMessage.model_validate_json(schedule["Target"]["Input"]) == message
     assert schedule["Target"]["SqsParameters"] == {"MessageGroupId": "r1"}
+
+
+def test_the_local_stacks_snapshot_keeps_pending_schedules(env: Env) -> None:
+    from local import snapshot
+
+    _start(WAIT_GRAPH)
+    env.drain()
+    [schedule] = env.schedules()
+    document = snapshot.dump()
+    env.scheduler.delete_schedule(GroupName=env.made.group, Name=schedule["Name"])
+
+    counts = snapshot.load({**document, "dynamodb": {}, "sqs": {}, "s3": {}})
+
+    assert counts["schedules"] == 1
+    [restored] = env.schedules()
+    for field in ("Name", "ScheduleExpression", "Target", "ActionAfterCompletion", "FlexibleTimeWindow"):
+        assert restored[field] == schedule[field]
