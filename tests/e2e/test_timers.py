@@ -106,3 +106,13 @@ def test_a_scheduled_trigger_starts_runs_under_the_local_clock(api: httpx.Client
 
     assert api.delete(f"/graphs/{graph_id}").status_code in (200, 204)
     assert not [s for s in schedules(stack) if s["Name"] == schedule["Name"]], "removed with the graph"
+
+
+def test_the_clock_only_moves_forward_by_a_number_of_seconds(stack: LocalStack) -> None:
+    before = httpx.get(f"{stack.http_url}/_local/clock", timeout=10).json()
+    for body in ({"advance": -1}, {"advance": "soon"}, ["advance"]):
+        response = httpx.post(f"{stack.http_url}/_local/clock", json=body, timeout=10)
+        assert response.status_code == 400, body
+    after = httpx.get(f"{stack.http_url}/_local/clock", timeout=10).json()
+    assert after["offset"] == before["offset"]
+    assert after["now"] >= before["now"]

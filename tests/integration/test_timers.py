@@ -184,3 +184,10 @@ def test_the_local_stacks_snapshot_keeps_pending_schedules(env: Env) -> None:
     [restored] = env.schedules()
     for field in ("Name", "ScheduleExpression", "Target", "ActionAfterCompletion", "FlexibleTimeWindow"):
         assert restored[field] == schedule[field]
+
+
+def test_without_the_scheduler_settings_the_service_has_no_timers(aws: AwsEnv) -> None:
+    wiring.reset()
+    service = wiring.service()
+    assert service.timers is None and service.triggers is None
+    assert service.clock is time.time
