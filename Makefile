@@ -113,7 +113,7 @@ sam-local: venv sam-build-local
 # a cold start does not compile them. Unchecked-hash .pyc: Lambda's code directory is read-only
 # and zip archives keep file times to 2 s only, so timestamp-checked .pyc could be found stale and
 # compiled again at every cold start. Local caches are left out.
-SAM_FUNCTIONS := ApiFunction JwtApiFunction AuthorizerFunction StepFunction DeadLetterFunction WebSocketFunction
+SAM_FUNCTIONS := ApiFunction JwtApiFunction AuthorizerFunction StepFunction DeadLetterFunction WebSocketFunction TriggerFunction
 .PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
 $(addprefix build-,$(SAM_FUNCTIONS)):
 	@test -n "$(ARTIFACTS_DIR)" || { echo "$@ is run by sam build" >&2; exit 1; }

@@ -61,10 +61,11 @@ from engine.model import (
     RunStatus,
     StepMessage,
 )
-from engine.ports import GraphStore, LogSink, RunStore, StepQueue, StepTimers
+from engine.ports import GraphStore, GraphTriggers, LogSink, RunStore, StepQueue, StepTimers
 from engine.registry import ToolRegistry
 from engine.runner import IN_PROCESS, ForkRunner, ToolRunner
 from engine.step import Clock, CompiledGraph, StepOutcome, json_problem, needs_draw, run_timed_out
+from engine.triggers import TriggerEvent
 from engine.validation import validate_graph
 from engine.waits import digest_of, redrive, resolved, start_callback, start_wait, wake_message
 from engine.waits import woken as woken_outcome
@@ -158,6 +159,7 @@ class WorkflowService:
         max_node_timeout_seconds: float | None = None,
         on_publish_error: PublishErrorHook | None = None,
         timers: StepTimers | None = None,
+        triggers: GraphTriggers | None = None,
     ) -> None:
         """``isolated_runner`` runs the tools of isolated steps (default :class:`ForkRunner`).
 
@@ -167,7 +169,9 @@ class WorkflowService:
         which never fails a committed step. ``timers`` hold the messages due more
         than :data:`LONG_DELAY_SECONDS` ahead (waits, callback time-outs, long
         retry delays); without them such messages go to the queue, whose
-        consumer holds them back itself.
+        consumer holds them back itself. ``triggers`` hold the schedules of the
+        graphs' ``triggers``; without them a graph's triggers are stored and
+        nothing fires them.
         """
         self.graphs = graphs
         self.runs = runs
@@ -181,6 +185,7 @@ class WorkflowService:
         self.max_node_timeout_seconds = max_node_timeout_seconds
         self.on_publish_error = on_publish_error
         self.timers = timers
+        self.triggers = triggers
         self._compiled: dict[tuple[str, int], CompiledGraph] = {}
 
     # graphs
@@ -198,6 +203,7 @@ class WorkflowService:
             owner=owner,
         )
         self.graphs.put_graph(record)
+        self._sync_triggers(record.graph_id, None, record.definition)
         return record
 
     def add_graph_version(self, graph_id: str, raw: Any, *, owner: str = LOCAL_OWNER) -> GraphRecord:
@@ -211,6 +217,7 @@ class WorkflowService:
             owner=owner,
         )
         self.graphs.put_graph(record)
+        self._sync_triggers(graph_id, latest.definition, record.definition)
         return record
 
     def get_graph(
@@ -235,11 +242,55 @@ class WorkflowService:
         with ``GraphDeleted``, unless the service that runs the step compiled the
         graph before the delete (:meth:`compiled` caches per process).
         """
-        self._owned_graph(graph_id, None, owner)
+        latest = self._owned_graph(graph_id, None, owner)
         deleted = self.graphs.delete_graph(graph_id)
         for key in [k for k in self._compiled if k[0] == graph_id]:
             del self._compiled[key]
+        self._sync_triggers(graph_id, latest.definition, None)
         return deleted
+
+    # triggers
+
+    def _sync_triggers(self, graph_id: str, before: Graph | None, after: Graph | None) -> None:
+        """Make the trigger schedules those of ``after`` (``None``: the graph is gone), replacing those of ``before``.
+
+        A trigger the same in both is left alone (its ``rate()`` keeps its rhythm);
+        the indices ``after`` no longer has are removed.
+        """
+        if self.triggers is None:
+            return
+        old = before.triggers if before is not None else []
+        new = after.triggers if after is not None else []
+        for index, spec in enumerate(new):
+            if index < len(old) and old[index] == spec:
+                continue
+            event = TriggerEvent(graph_id=graph_id, trigger=index, initial_state=spec.initial_state)
+            self.triggers.put(event, spec.schedule)
+        for index in range(len(new), len(old)):
+            self.triggers.remove(graph_id, index)
+
+    def start_triggered_run(self, event: TriggerEvent) -> Run | None:
+        """Start a run of ``event.graph_id``'s latest version for its owner, as a trigger asks.
+
+        A firing of a trigger the latest version no longer has starts nothing
+        (``None``). A repeated delivery (the same :meth:`TriggerEvent.key`)
+        returns the run the first one started. A graph without an owner, or no
+        graph, is :class:`GraphNotFoundError`.
+        """
+        record = self.graphs.get_graph(event.graph_id)
+        if record.owner is None:
+            raise GraphNotFoundError(
+                f"graph {event.graph_id!r} has no owner to run it", graph_id=event.graph_id
+            )
+        if event.trigger is not None and event.trigger >= len(record.definition.triggers):
+            return None
+        return self.start_run(
+            record.graph_id,
+            event.initial_state,
+            idempotency_key=event.key(),
+            version=record.version,
+            owner=record.owner,
+        )
 
     def compiled(self, graph_id: str, version: int) -> CompiledGraph:
         """The compiled graph of a version, cached: versions never change."""

@@ -8,7 +8,10 @@ loads s3transfer and its resource layer that the handlers do not use.
 
 Configuration: the environment variables of :class:`functions.shared.settings.Settings`
 (the table, bucket, queue, WebSocket endpoint, tool modules, TTL, isolation,
-step timeout, memory, subscriber cap, WebSocket replay queue), read once by :func:`settings`.
+step timeout, memory, subscriber cap, WebSocket replay queue, scheduler group and roles, the
+local stack's clock file), read once by :func:`settings`. Without the scheduler's variables
+the service has no timers (a long delay is held by the step queue's consumer) and no trigger
+schedules.
 ``AWS_ENDPOINT_URL`` is honoured by boto3 itself; the local stack points it at moto.
 """
 
@@ -24,6 +27,7 @@ from engine.model import PublishResult, Run
 from engine.registry import REGISTRY, load_tool_modules
 from engine.runner import ForkRunner
 from engine.service import WorkflowService, max_node_timeout
+from functions.shared.clock import handler_clock
 from functions.shared.observability import logger, metrics
 from functions.shared.settings import settings as settings  # noqa: PLC0414 (re-exported: wiring.settings())
 
@@ -149,6 +153,26 @@ def service() -> WorkflowService:
     config = settings()
     load_tool_modules(config.tool_modules)
     step_timeout = config.step_function_timeout_seconds
+    timers = triggers = None
+    if config.timers_configured or config.triggers_configured:
+        from engine.aws.scheduler import SchedulerTimers, SchedulerTriggers
+
+        scheduler = LazyClient("scheduler")
+        group = str(config.scheduler_group)
+        if config.timers_configured:
+            timers = SchedulerTimers(
+                scheduler,  # type: ignore[arg-type]
+                group,
+                str(config.step_queue_arn),
+                str(config.scheduler_role_arn),
+            )
+        if config.triggers_configured:
+            triggers = SchedulerTriggers(
+                scheduler,  # type: ignore[arg-type]
+                group,
+                str(config.trigger_function_arn),
+                str(config.trigger_role_arn),
+            )
     return WorkflowService(
         graphs=store(),
         runs=store(),
@@ -158,6 +182,9 @@ def service() -> WorkflowService:
         isolated_runner=ForkRunner(function_memory_mb=config.function_memory_mb),
         max_node_timeout_seconds=max_node_timeout(step_timeout) if step_timeout else None,
         on_publish_error=publish_failed,
+        clock=handler_clock(config.local_clock_file),
+        timers=timers,
+        triggers=triggers,
     )
 
 
