@@ -85,7 +85,7 @@ def main() -> None:
             LOCAL_CLOCK_FILE=str(clock_file),
         )
         wiring.reset()
-        wiring.session().events.register("before-call", count)
+        wiring.session().register("before-call", count)
         service = wiring.service()
         esm = EventSourceMapping(
             wiring.client("sqs"), made.queue_url, made.queue_arn, step_app.lambda_handler
