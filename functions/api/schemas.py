@@ -51,6 +51,17 @@ class Diagram(BaseModel):
     mermaid: str
 
 
+class GraphProblem(BaseModel):
+    where: str = Field(description="The path the problem names: `nodes.x`, `edges.y`, `start_node`...")
+    message: str
+
+
+class GraphValidation(BaseModel):
+    valid: bool
+    problems: list[GraphProblem]
+    mermaid: str | None = Field(description="The graph as a Mermaid flowchart; `null` when it is invalid.")
+
+
 class RunRequest(BaseModel):
     """Start a run of a graph (its latest version unless ``version`` is given)."""
 
