@@ -20,7 +20,7 @@ endif
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: venv test lint fmt typecheck sam-validate sam-build sam-build-local sam-local demo dev bench clean \
-	dashboard-vendor test-browser screenshots
+	dashboard-vendor chromium test-browser screenshots
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,17 +71,21 @@ dashboard-vendor:
 	printf 'mermaid %s\naws4fetch %s\n' $(MERMAID_VERSION) $(AWS4FETCH_VERSION) > $(DASHBOARD_VENDOR)/VERSIONS
 	rm -rf .dashboard-vendor
 
-# The dashboard in headless Chromium (tests/browser, Playwright's Python package driving Debian's
-# chromium at /usr/bin/chromium: no browser is downloaded). Installs chromium if it is missing (as root).
-test-browser: venv
-	@command -v /usr/bin/chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" != 0 ]; then echo "test-browser: install Debian's chromium (apt-get install chromium) or run as root" >&2; exit 1; fi; \
-	  echo "test-browser: installing chromium"; apt-get update -qq && \
+# Debian's chromium, for the browser tests (tests/browser: Playwright's Python package drives
+# /usr/bin/chromium; no browser is downloaded). Installed if missing, as root (CI runs on a fresh
+# machine), as scripts/lambda_image/with_docker.sh installs docker.io. `make test` runs the browser
+# tests when chromium is there and skips them (saying why) when it is not.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "chromium: missing; install it (apt-get install chromium) or run as root" >&2; exit 1; fi; \
+	  echo "chromium: installing Debian's chromium"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test-browser: venv chromium
 	$(BIN)/pytest -q -p no:cacheprovider tests/browser
 
 # docs/screenshots/run.png and editor.png, taken by the browser tests' code on a fresh local stack.
-screenshots: venv
+screenshots: venv chromium
 	GRAPHFLOW_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/browser/test_screenshots.py
 
 bench: venv

@@ -233,9 +233,9 @@ function runView(runId) {
     drawTimer = setTimeout(async () => {
       if (!source) return;
       const m = marks();
-      diagram.dataset.current = [...m.current].join(",");
-      diagram.dataset.visited = [...m.visited].join(",");
       await drawDiagram(diagram, styledDiagram(source, ids, m));
+      diagram.dataset.current = [...m.current].sort().join(",");
+      diagram.dataset.visited = [...m.visited].sort().join(",");
     }, 150);
   };
 
@@ -635,7 +635,8 @@ function editorView(params) {
   const problems = h("ul", { id: "problems", class: "problems" });
   const nodeList = h("ul", { id: "editor-nodes", class: "nodes" });
   const preview = h("div", { class: "diagram", id: "preview" });
-  const idInput = h("input", { id: "graph-id", name: "graph_id", placeholder: "random if empty", value: graphId || "", readonly: graphId ? true : null, pattern: "[A-Za-z0-9][A-Za-z0-9._-]{0,127}" });
+  const previewNote = h("p", { class: "hint", id: "preview-note" });
+  const idInput = h("input", { id: "graph-id", name: "graph_id", placeholder: "random if empty", value: graphId || "", readonly: graphId ? true : null, pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]{0,127}" });
   const save = h("button", { type: "submit", id: "save-graph" }, graphId ? "Save new version" : "Create graph");
   const form = h("form", { id: "editor-form", onsubmit: (e) => { e.preventDefault(); submit(); } },
     h("label", {}, "Graph id ", idInput), h("label", { for: "editor-text" }, "Definition (JSON)"), text, status,
@@ -643,10 +644,12 @@ function editorView(params) {
   clear(main, h("h1", {}, graphId ? `New version of ${graphId}` : "New graph"),
     h("div", { class: "editor-grid" },
       h("section", {}, form),
-      h("section", {}, h("h2", {}, "Preview"), preview, h("h2", {}, "Nodes"), nodeList, h("h2", {}, "Problems"), problems)));
+      h("section", {}, h("h2", {}, "Nodes"), nodeList, h("h2", {}, "Other problems"), problems,
+        h("h2", {}, "Preview"), previewNote, preview)));
 
   let timer = null;
   let generation = 0;
+  let lastValid = null;
   const parse = () => {
     try {
       return { value: JSON.parse(text.value) };
@@ -676,7 +679,7 @@ function editorView(params) {
         h("code", {}, name), mine.length ? h("ul", { class: "node-problems" }, mine.map((p) => h("li", { class: "problem", "data-where": p.where }, `${p.where}: ${p.message}`))) : " ✓");
     }));
     clear(problems, general.length ? general.map((p) => h("li", { class: "problem", "data-where": p.where }, `${p.where}: ${p.message}`))
-      : h("li", { class: "hint" }, list.length ? "see the nodes above" : "none"));
+      : h("li", { class: "hint" }, "none"));
   };
   const validate = async () => {
     const mine = ++generation;
@@ -692,7 +695,16 @@ function editorView(params) {
       status.textContent = result.valid ? "valid" : `${result.problems.length} problem(s)`;
       status.className = result.valid ? "ok" : "error";
       showProblems(result.problems, parsed.value);
-      if (result.mermaid) drawDiagram(preview, result.mermaid);
+      if (result.mermaid) {
+        lastValid = result.mermaid;
+        previewNote.textContent = "";
+        drawDiagram(preview, result.mermaid);
+      } else if (lastValid) {
+        // The last valid version, its nodes that now have problems marked.
+        const named = new Set(result.problems.map((p) => (/^(?:nodes|edges)\.([^.[\]]+)/.exec(p.where || "") || [])[1]).filter(Boolean));
+        previewNote.textContent = "The definition has problems: the preview is of the last valid version.";
+        drawDiagram(preview, styledDiagram(lastValid, nodeIds(lastValid), { failed: named }));
+      }
     } catch (error) {
       if (mine !== generation) return;
       status.textContent = describeError(error);
