@@ -94,7 +94,7 @@ function runsView(params) {
   const tbody = h("tbody");
   const note = h("p", { class: "hint", id: "runs-note" });
   const statusSelect = h("select", { id: "filter-status", name: "status" },
-    ["", "RUNNING", "WAITING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"].map((s) =>
+    ["", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"].map((s) =>
       h("option", { value: s, selected: s === statusFilter }, s || "any status")));
   const graphInput = h("input", { id: "filter-graph", name: "graph", value: graphFilter, placeholder: "graph id", list: "graph-ids" });
   const graphList = h("datalist", { id: "graph-ids" });
@@ -178,6 +178,15 @@ async function listRuns(status, graph, note) {
 
 // ---------------------------------------------------------------- a run
 
+// What a run waits for (the run view's `waiting`): its kind and node, and until when.
+function describeWaiting(waiting) {
+  if (typeof waiting !== "object") return String(waiting);
+  const kind = waiting.kind || waiting.type || "waiting";
+  const until = waiting.until || waiting.expires_at || waiting.fires_at;
+  const when = typeof until === "number" ? time(until) : until;
+  return `${kind}${waiting.node ? ` at ${waiting.node}` : ""}${when ? ` until ${when}` : ""}`;
+}
+
 function runView(runId) {
   rememberRun(runId);
   const header = h("div", { class: "run-header" });
@@ -242,7 +251,7 @@ function runView(runId) {
   const renderHeader = () => {
     const elapsed = (run.finished_at || Date.now() / 1000) - run.created_at;
     const fact = (label, value, id) => h("div", {}, h("dt", {}, label), h("dd", { id }, value));
-    const waiting = run.waiting ? `${run.waiting.kind || "waiting"}${run.waiting.until ? ` until ${time(run.waiting.until)}` : ""}` : null;
+    const waiting = run.waiting ? describeWaiting(run.waiting) : null;
     clear(header, h("dl", { class: "facts" },
       fact("Status", statusBadge(run.status), "run-status"),
       fact("Graph", h("a", { href: `#/graphs/${encodeURIComponent(run.graph_id)}` }, `${run.graph_id} v${run.graph_version}`)),
