@@ -222,7 +222,8 @@ def test_a_parallel_run_shows_its_branches(page: Any, api: httpx.Client, tmp_pat
 
 
 def test_keyboard_and_a_phone_screen(page: Any, api: httpx.Client) -> None:
-    create_graph(api, {**GATED, "name": "phone"})
+    graph_id = create_graph(api, {**GATED, "name": "phone"})
+    run_id = start_run(api, graph_id, {"i": 0, "gate": "/dev/null"})
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto("/dashboard#/graphs")
     page.locator("#graphs-table tbody a").first.wait_for()
@@ -242,3 +243,11 @@ def test_keyboard_and_a_phone_screen(page: Any, api: httpx.Client) -> None:
     page.wait_for_url(re.compile(r"#/graphs/[^/]+$"))
     page.locator("#graph-diagram svg").wait_for()
     shoot(page, "phone-graph")
+    page.goto(f"/dashboard#/runs/{run_id}")
+    page.locator("#log li[data-type='run_succeeded']").wait_for(timeout=30_000)
+    # The run had ended before the page opened: every node it went through is marked visited.
+    page.locator("#run-diagram[data-current=''][data-visited='a,b,gate,start']").wait_for()
+    assert page.locator("#run-diagram svg g.node.visited").count() == 4
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, width
+    shoot(page, "phone-run")

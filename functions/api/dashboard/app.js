@@ -242,7 +242,7 @@ function runView(runId) {
     drawTimer = setTimeout(async () => {
       if (!source) return;
       const m = marks();
-      await drawDiagram(diagram, styledDiagram(source, ids, m));
+      if (!(await drawDiagram(diagram, styledDiagram(source, ids, m)))) return;
       diagram.dataset.current = [...m.current].sort().join(",");
       diagram.dataset.visited = [...m.visited].sort().join(",");
     }, 150);

@@ -127,12 +127,17 @@ export async function drawDiagram(container, source) {
     mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: "neutral" });
     drawDiagram.ready = true;
   }
+  // Renders may overlap: only the one asked for last is shown.
+  const token = (container.drawToken || 0) + 1;
+  container.drawToken = token;
   try {
     diagramCounter += 1;
     const { svg } = await mermaid.render(`diagram-${diagramCounter}`, source);
+    if (container.drawToken !== token) return false;
     container.innerHTML = svg;
     return true;
   } catch (error) {
+    if (container.drawToken !== token) return false;
     clear(container, h("p", { class: "error" }, `diagram: ${error.message || error}`), h("pre", { class: "mermaid-source" }, source));
     return false;
   }
