@@ -43,7 +43,8 @@ def test_the_run_view_of_a_data_quality_run(page: Any, api: httpx.Client) -> Non
     assert cells[2:4] == [str(first["result"]["element_count"]), str(first["result"]["unexpected_count"])]
     history = api.get(f"/runs/{run_id}/state/history").json()
     assert page.locator("#quality svg.chart circle.score").count() == len(history)
-    page.locator("#run-diagram[data-current='']").wait_for()
+    page.locator("#run-diagram[data-current=''][data-visited*='report']").wait_for()
+    assert page.locator("#run-diagram svg g.node.visited").count() == 7
     page.screenshot(path=str(target("run")), full_page=True)
 
 
