@@ -251,3 +251,26 @@ def test_keyboard_and_a_phone_screen(page: Any, api: httpx.Client) -> None:
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, width
     shoot(page, "phone-run")
+
+
+FAILING = {
+    "name": "failing",
+    "start_node": "start",
+    "nodes": {"start": "test.noop", "boom": "test.fail"},
+    "edges": {"start": "boom"},
+}
+
+
+def test_a_failed_run_shows_its_error_and_node(page: Any, api: httpx.Client) -> None:
+    run_id = start_run(api, create_graph(api, FAILING), {})
+    run = wait_for_run(api, run_id)
+    assert run["status"] == "FAILED"
+    page.goto(f"/dashboard#/runs/{run_id}")
+    alert = page.locator("#run-error [role='alert']")
+    alert.wait_for()
+    assert "in boom" in alert.inner_text() and "failed on purpose" in alert.inner_text()
+    page.locator("#run-diagram[data-visited='start']").wait_for()
+    assert page.locator("#run-diagram svg g.node.failed").count() == 1
+    assert page.get_by_role("button", name="Redrive").is_visible()
+    assert not page.get_by_role("button", name="Cancel").count()
+    shoot(page, "run-failed")
