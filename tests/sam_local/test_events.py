@@ -151,6 +151,13 @@ CASES: list[tuple[str, str, Check]] = [
     ("ws_unsubscribe", "WebSocketFunction", ws(200)),
     ("ws_disconnect", "WebSocketFunction", ws(200)),
     ("dlq_sqs", "DeadLetterFunction", no_batch_failures(seeded_run_still_running)),
+    ("trigger_upload", "TriggerFunction", lambda answer, _: answer["started"] is True or pytest.fail(answer)),
+    # The seeded graph declares no triggers: a schedule of its trigger 0 is stale and starts nothing.
+    (
+        "trigger_schedule",
+        "TriggerFunction",
+        lambda answer, _: answer == {"started": False, "reason": "trigger_removed"} or pytest.fail(answer),
+    ),
     ("api_cancel_run", "ApiFunction", http(200, lambda b: b["status"] == "CANCELLED")),
     ("api_delete_run", "ApiFunction", http_status(204)),
     ("api_delete_graph", "ApiFunction", http_status(204)),
