@@ -62,6 +62,17 @@ class Diagram(Schema):
     mermaid: str
 
 
+class GraphProblem(Schema):
+    where: str = Field(description="The path the problem names: `nodes.x`, `edges.y`, `start_node`...")
+    message: str
+
+
+class GraphValidation(Schema):
+    valid: bool
+    problems: list[GraphProblem]
+    mermaid: str | None = Field(description="The graph as a Mermaid flowchart; `null` when it is invalid.")
+
+
 class RunRequest(Schema):
     """Start a run of a graph (its latest version unless ``version`` is given)."""
 

@@ -64,6 +64,9 @@ SAMPLE_STATUSES = {
     "api_legacy_graph_state": 404,
     "api_legacy_execution": 404,
     "api_demo_run_data_quality": 200,
+    "api_dashboard": 200,
+    "api_dashboard_asset": 200,
+    "api_validate_graph": 200,
 }
 
 
@@ -493,6 +496,7 @@ def test_openapi_document(api: Api) -> None:
     paths = doc["paths"]
     expected = {
         "/graphs": {"get", "post"},
+        "/graphs/validate": {"post"},
         "/graphs/{graph_id}": {"get", "put", "delete"},
         "/graphs/{graph_id}/diagram": {"get"},
         "/runs": {"post"},

@@ -122,6 +122,13 @@ CASES: list[tuple[str, str, Check]] = [
     ),
     ("api_openapi", "ApiFunction", http(200, lambda b: "/runs" in b["paths"])),
     ("api_docs", "ApiFunction", http_text(200, "Swagger UI")),
+    ("api_dashboard", "ApiFunction", http_text(200, 'id="graphflow-config"')),
+    ("api_dashboard_asset", "ApiFunction", http_text(200, "import")),
+    (
+        "api_validate_graph",
+        "ApiFunction",
+        http(200, lambda b: b["valid"] is False and len(b["problems"]) == 2),
+    ),
     ("api_create_graph", "ApiFunction", http(201, lambda b: b["graph_id"] != GRAPH_ID and b["version"] == 1)),
     ("api_legacy_graph_create", "ApiFunction", http(200, lambda b: bool(b["graph_id"]))),
     ("api_list_graphs", "ApiFunction", http(200, lambda b: GRAPH_ID in json.dumps(b))),
