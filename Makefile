@@ -30,7 +30,7 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-test: venv
+test: venv chromium
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # The Data Quality Pipeline, three scenarios at once, on the stack `make dev` runs (else one started
@@ -77,7 +77,7 @@ dashboard-vendor:
 # tests when chromium is there and skips them (saying why) when it is not.
 chromium:
 	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" != 0 ]; then echo "chromium: missing; install it (apt-get install chromium) or run as root" >&2; exit 1; fi; \
+	  if [ "$$(id -u)" != 0 ]; then echo "chromium: missing and not root: the browser tests will be skipped (apt-get install chromium)" >&2; exit 0; fi; \
 	  echo "chromium: installing Debian's chromium"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
