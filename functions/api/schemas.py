@@ -56,6 +56,12 @@ class GraphList(Schema):
     graphs: list[GraphSummary]
 
 
+class RunList(Schema):
+    runs: list[dict[str, Any]] = Field(
+        description="Each run without its state: status, graph, position, error and timestamps (as GET /runs/{id} with include_state=false)."
+    )
+
+
 class Diagram(Schema):
     graph_id: str
     version: int

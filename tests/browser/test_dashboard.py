@@ -59,11 +59,6 @@ def test_the_run_list_shows_a_run_started_over_http(page: Any, api: httpx.Client
     shoot(page, "runs-list")
 
 
-@pytest.mark.xfail(
-    reason="the API has no GET /runs: listing runs by owner needs a RunStore query (engine/), not on main; "
-    "the page falls back to the runs it started or opened",
-    strict=True,
-)
 def test_the_run_list_shows_a_run_another_client_started(page: Any, api: httpx.Client) -> None:
     run_id = start_run(api, create_graph(api, {**GATED, "name": "elsewhere"}), {"gate": "/dev/null"})
     page.goto("/dashboard#/runs")

@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from engine.errors import GraphNotFoundError
+from engine.graphs import load_graph_json
 from engine.model import RunStatus, StepMessage
 from engine.tools.dq import stages
 from functions.api import app as api_app
@@ -701,3 +702,21 @@ def test_read_one_state_value(api: Api) -> None:
     missing = api("api_get_run", path=f"/runs/{run_id}/state/nope")
     assert missing.status == 404
     assert missing.json()["code"] == "state_key_not_found"
+
+
+def test_list_runs_over_http_newest_first_and_filtered(api: Api) -> None:
+    graph_id = api.create_graph(load_graph_json("data_quality"))
+    started = []
+    for records in (10, 20):
+        reply = api("api_start_run", body={"graph_id": graph_id, "initial_state": {"records": records}})
+        assert reply.status == 202, reply.text
+        started.append(reply.json()["run_id"])
+
+    reply = api("api_list_runs", query={"limit": "10"})
+    assert reply.status == 200, reply.text
+    runs = reply.json()["runs"]
+    assert [r["run_id"] for r in runs] == started[::-1]
+    assert all(r["state"] is None and r["graph_id"] == graph_id for r in runs)
+
+    assert api("api_list_runs", query={"status": "SUCCEEDED"}).json()["runs"] == []
+    assert api("api_list_runs", query={"status": "nope"}).status in (400, 422)
