@@ -3,8 +3,9 @@
 The graph and the run the events name (``GRAPH_ID``, ``RUN_ID``) are stored on moto first,
 the run at its first step, so that every event meets what it refers to. The cases run in
 the order of :data:`CASES`: the step event advances the seeded run before it is read, the
-DLQ event, now stale, leaves it running, the cancel event cancels it, and the delete events
-remove it and its graph.
+DLQ event, now stale, leaves it running, the callback events find it waiting for no callback
+(404), the cancel event cancels it, the redrive event is refused for it (409: only a failed or
+timed-out run is redriven), and the delete events remove it and its graph.
 """
 
 from __future__ import annotations
@@ -144,7 +145,10 @@ CASES: list[tuple[str, str, Check]] = [
     ("ws_unsubscribe", "WebSocketFunction", ws(200)),
     ("ws_disconnect", "WebSocketFunction", ws(200)),
     ("dlq_sqs", "DeadLetterFunction", no_batch_failures(seeded_run_still_running)),
+    ("api_approve_callback", "ApiFunction", http(404, lambda b: b["code"] == "callback_not_found")),
+    ("api_reject_callback", "ApiFunction", http(404, lambda b: b["code"] == "callback_not_found")),
     ("api_cancel_run", "ApiFunction", http(200, lambda b: b["status"] == "CANCELLED")),
+    ("api_redrive_run", "ApiFunction", http(409, lambda b: b["code"] == "run_not_redrivable")),
     ("api_delete_run", "ApiFunction", http_status(204)),
     ("api_delete_graph", "ApiFunction", http_status(204)),
 ]
