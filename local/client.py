@@ -328,6 +328,32 @@ class WorkflowClient:
         )
         return result
 
+    def redrive_run(self, run_id: str) -> dict[str, Any]:
+        """``POST /runs/{id}/redrive``: a FAILED or TIMED_OUT run goes on from the node that failed."""
+        result: dict[str, Any] = self.request("POST", f"/runs/{quote(run_id, safe='')}/redrive")
+        return result
+
+    def approve_callback(
+        self, token: str, *, data: Mapping[str, Any] | None = None, decision: Any = None
+    ) -> dict[str, Any]:
+        """``POST /callbacks/{token}``: resume the run waiting for it, ``data`` merged into its state."""
+        body: dict[str, Any] = {}
+        if data is not None:
+            body["data"] = dict(data)
+        if decision is not None:
+            body["decision"] = decision
+        result: dict[str, Any] = self.request(
+            "POST", f"/callbacks/{quote(token, safe='')}", json_body=body or None
+        )
+        return result
+
+    def reject_callback(self, token: str, reason: str) -> dict[str, Any]:
+        """``POST /callbacks/{token}/fail``: the callback node fails with ``reason``."""
+        result: dict[str, Any] = self.request(
+            "POST", f"/callbacks/{quote(token, safe='')}/fail", json_body={"reason": reason}
+        )
+        return result
+
     def list_tools(self) -> list[dict[str, Any]]:
         tools: list[dict[str, Any]] = self.request("GET", "/tools")["tools"]
         return tools
