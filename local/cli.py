@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="approve the callback a run waits for (the token is in its callback_waiting log record)",
         parents=[common],
     )
-    approve.add_argument("token", metavar="TOKEN")
+    approve.add_argument("callback_token", metavar="TOKEN")
     approve.add_argument(
         "--data",
         metavar="JSON_OR_FILE",
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     reject = commands.add_parser(
         "reject", help="reject the callback a run waits for: its node fails", parents=[common]
     )
-    reject.add_argument("token", metavar="TOKEN")
+    reject.add_argument("callback_token", metavar="TOKEN")
     reject.add_argument("--reason", required=True, metavar="TEXT", help="why (the node's error message)")
 
     commands.add_parser("tools", help="list the registered tools", parents=[common])
@@ -574,7 +574,7 @@ def cmd_approve(args: argparse.Namespace, client: WorkflowClient, output: Output
     if data is not None and not isinstance(data, dict):
         raise UsageError("--data: the callback's data is a JSON object")
     decision = parse_decision(args.decision) if args.decision is not None else None
-    run = client.approve_callback(args.token, data=data, decision=decision)
+    run = client.approve_callback(args.callback_token, data=data, decision=decision)
     if output.as_json:
         output.json(run)
     else:
@@ -583,7 +583,7 @@ def cmd_approve(args: argparse.Namespace, client: WorkflowClient, output: Output
 
 
 def cmd_reject(args: argparse.Namespace, client: WorkflowClient, output: Output) -> int:
-    run = client.reject_callback(args.token, args.reason)
+    run = client.reject_callback(args.callback_token, args.reason)
     if output.as_json:
         output.json(run)
     else:

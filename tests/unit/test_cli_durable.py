@@ -87,6 +87,12 @@ def test_approve_sends_the_data_and_the_decision(capsys: pytest.CaptureFixture[s
     assert json.loads(out.strip().splitlines()[-1])["run_id"] == RUN
 
 
+def test_the_callback_token_is_not_taken_for_the_jwt_option() -> None:
+    assert (args("approve", TOKEN).callback_token, args("approve", TOKEN).token) == (TOKEN, None)
+    parsed = args("reject", TOKEN, "--reason", "r", "--token", "jwt")
+    assert (parsed.callback_token, parsed.token) == (TOKEN, "jwt")
+
+
 def test_approve_refuses_data_that_is_not_an_object() -> None:
     fake = FakeApi({})
     with pytest.raises(cli.UsageError, match="JSON object"):
