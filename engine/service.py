@@ -823,21 +823,28 @@ class WorkflowService:
         it, once. :class:`CallbackNotFoundError` for a token no run issued,
         :class:`CallbackUsedError` for one used already or whose run ended,
         :class:`CallbackExpiredError` for one whose time-out passed. ``data``
-        must be a JSON object within :data:`MAX_CALLBACK_DATA_BYTES`.
+        must be a JSON object, ``decision`` JSON, the two within
+        :data:`MAX_CALLBACK_DATA_BYTES` together.
         """
         run_id, position, secret = _parse_token(token)
         digest = digest_of(secret)
+        size = 0
         if data is not None:
             problem = json_problem(data)
             if not isinstance(data, dict) or problem is not None:
                 raise BadRequestError(
                     f"callback data must be a JSON object{': ' + problem if problem else ''}"
                 )
-            size = len(json.dumps(data, separators=(",", ":")).encode())
-            if size > MAX_CALLBACK_DATA_BYTES:
-                raise PayloadTooLargeError(
-                    f"callback data takes {size} bytes as JSON; the limit is {MAX_CALLBACK_DATA_BYTES}"
-                )
+            size += len(json.dumps(data, separators=(",", ":")).encode())
+        if decision is not None:
+            problem = json_problem(decision, "decision")
+            if problem is not None:
+                raise BadRequestError(f"the callback's decision must be JSON: {problem}")
+            size += len(json.dumps(decision, separators=(",", ":")).encode())
+        if size > MAX_CALLBACK_DATA_BYTES:
+            raise PayloadTooLargeError(
+                f"callback data and decision take {size} bytes as JSON; the limit is {MAX_CALLBACK_DATA_BYTES}"
+            )
         for _ in range(COMMIT_RETRIES):
             try:
                 run = self.runs.get_run(run_id)

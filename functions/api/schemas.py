@@ -154,8 +154,8 @@ class CallbackApproval(BaseModel):
     decision: Any = Field(default=None, description="Any JSON value, kept at state key `decision`.")
     data: dict[str, Any] | None = Field(
         default=None,
-        description="Merged into the run's state (as the node's update); at most "
-        f"{MAX_CALLBACK_DATA_BYTES} bytes as JSON.",
+        description="Merged into the run's state (as the node's update). With `decision`, at most "
+        f"{MAX_CALLBACK_DATA_BYTES} bytes as JSON (else 413).",
     )
 
 

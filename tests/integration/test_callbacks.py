@@ -322,10 +322,22 @@ def test_a_rejection_needs_a_reason(api: Api, steps: Steps, body: str) -> None:
     assert get_run(api, run_id)["waiting"] is not None
 
 
-def test_data_too_large_is_413_and_the_run_still_waits(api: Api, steps: Steps) -> None:
+HALF = MAX_CALLBACK_DATA_BYTES // 2 + 10
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"data": {"blob": "x" * MAX_CALLBACK_DATA_BYTES}},
+        {"decision": "x" * MAX_CALLBACK_DATA_BYTES},
+        {"data": {"blob": "x" * HALF}, "decision": "x" * HALF},
+    ],
+    ids=["data", "decision", "both"],
+)
+def test_data_too_large_is_413_and_the_run_still_waits(api: Api, steps: Steps, body: dict[str, Any]) -> None:
     run_id, token = waiting_run(api, steps)
 
-    reply = approve(api, token, {"data": {"blob": "x" * MAX_CALLBACK_DATA_BYTES}})
+    reply = approve(api, token, body)
 
     assert code(reply) == (413, "payload_too_large"), reply.text
     assert get_run(api, run_id)["waiting"] is not None
