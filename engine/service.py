@@ -45,7 +45,7 @@ from engine.errors import (
 )
 from engine.fanout import branch_message, branch_view, decide_branch, running_messages
 from engine.graph import Graph
-from engine.limits import check_state, state_bytes
+from engine.limits import MAX_STATE_DEPTH, check_state, json_depth, state_bytes, updated_state_bytes
 from engine.model import (
     CALLBACK_HISTORY,
     DeliveryNote,
@@ -824,7 +824,9 @@ class WorkflowService:
         :class:`CallbackUsedError` for one used already or whose run ended,
         :class:`CallbackExpiredError` for one whose time-out passed. ``data``
         must be a JSON object, ``decision`` JSON, the two within
-        :data:`MAX_CALLBACK_DATA_BYTES` together.
+        :data:`MAX_CALLBACK_DATA_BYTES` together; approved, they must leave a
+        usable state (:class:`BadRequestError`, or :class:`StateTooLargeError`,
+        before anything is committed: the run still waits).
         """
         run_id, position, secret = _parse_token(token)
         digest = digest_of(secret)
@@ -844,6 +846,12 @@ class WorkflowService:
         if size > MAX_CALLBACK_DATA_BYTES:
             raise PayloadTooLargeError(
                 f"callback data and decision take {size} bytes as JSON; the limit is {MAX_CALLBACK_DATA_BYTES}"
+            )
+        updates = {**(data or {}), **({"decision": decision} if decision is not None else {})}
+        depth = json_depth(updates)
+        if approved and depth > MAX_STATE_DEPTH:
+            raise BadRequestError(
+                f"callback data nests {depth} levels deep as state; the limit is {MAX_STATE_DEPTH}"
             )
         for _ in range(COMMIT_RETRIES):
             try:
@@ -867,6 +875,11 @@ class WorkflowService:
             now = self.clock()
             if now >= waiting.until:
                 raise CallbackExpiredError("this callback timed out before it was used")
+            if approved:
+                try:
+                    updated_state_bytes(run.state, updates, run.state_bytes, "the state after this callback")
+                except ValueError as exc:
+                    raise BadRequestError(str(exc)) from None
             compiled = self.compiled(run.graph_id, run.graph_version)
             outcome = resolved(
                 compiled, run, now, approved=approved, data=data, decision=decision, reason=reason

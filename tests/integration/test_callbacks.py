@@ -312,6 +312,37 @@ def test_a_malformed_approval_is_refused_and_the_run_still_waits(
     assert approve(api, token).status == 200
 
 
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"": 1}, "cannot be empty"),
+        ({"k" * 300: 1}, "the limit is 256"),
+        ({f"k{i}": i for i in range(300)}, "top-level keys"),
+        ({"deep": nested(70)}, "levels deep"),
+    ],
+    ids=["empty-key", "long-key", "too-many-keys", "too-deep"],
+)
+def test_data_that_would_make_the_state_unusable_is_400_and_the_run_still_waits(
+    api: Api, steps: Steps, data: dict[str, Any], message: str
+) -> None:
+    run_id, token = waiting_run(api, steps)
+
+    reply = approve(api, token, {"data": data})
+
+    assert code(reply) == (400, "bad_request"), reply.text
+    assert message in reply.json()["message"]
+    run = get_run(api, run_id)
+    assert (run["status"], run["waiting"]["kind"]) == ("RUNNING", "callback")
+    assert approve(api, token).status == 200
+
+
 @pytest.mark.parametrize("body", ["{}", '{"reason": ""}', '{"reason": "x", "why": "y"}', "[1]"])
 def test_a_rejection_needs_a_reason(api: Api, steps: Steps, body: str) -> None:
     run_id, token = waiting_run(api, steps)
