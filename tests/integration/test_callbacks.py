@@ -139,6 +139,9 @@ def test_a_token_is_a_capability_any_authenticated_caller_may_use_once(api: Api,
     reply = approve(api, token, {"data": {"by": "bob"}}, caller=BOB)
 
     assert reply.status == 200, reply.text
+    answered = reply.json()
+    assert (answered["run_id"], answered["current_node"]) == (run_id, "publish")
+    assert answered["state"] is None, "the token lets bob decide, not read the run's state"
     steps.drain()
     assert get_run(api, run_id)["state"]["by"] == "bob"
 

@@ -1,8 +1,8 @@
 """``/callbacks/{token}``: approve or reject the callback a run waits for (docs/durable.md).
 
 A token is a capability: any authenticated caller holding one may use it, once,
-whoever owns the run (docs/security.md). The token itself is never logged here;
-the run id, its first part, is.
+whoever owns the run (docs/security.md). The answer shows the run's state to its
+owner only. The token itself is never logged here; the run id, its first part, is.
 """
 
 from __future__ import annotations
@@ -36,13 +36,15 @@ Token = Annotated[
 CALLBACK_ERRORS = errors(400, 404, 409, 410, 413, 415)
 
 
-def _used(run: Run, caller: str, *, approved: bool) -> None:
+def _used(run: Run, caller: str, *, approved: bool) -> Response[Any]:
+    """Log and count the use; the answer: the run, its state left out unless ``caller`` owns it."""
     bind_run(run.run_id)
+    owned = caller == run.owner
     metrics.add_metric(name="CallbacksUsed", unit=MetricUnit.Count, value=1)
     metrics.add_metadata(key="approved", value=approved)
-    logger.info(
-        "callback used", extra={"approved": approved, "caller": caller, "by_owner": caller == run.owner}
-    )
+    logger.info("callback used", extra={"approved": approved, "caller": caller, "by_owner": owned})
+    body = view_within_limit(run) if owned else RunView.of(run, include_state=False).model_dump(mode="json")
+    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, body)
 
 
 @router.post(
@@ -53,7 +55,10 @@ def _used(run: Run, caller: str, *, approved: bool) -> None:
     "is accepted once: 409 `callback_used` after that (or once the run ended), 410 `callback_expired` after "
     "its time-out, 404 `callback_not_found` for a token no run issued.",
     tags=["callbacks"],
-    responses={**ok(200, "The run, moved on from the callback node", RunView), **CALLBACK_ERRORS},
+    responses={
+        **ok(200, "The run, moved on from the callback node (its state for its owner only)", RunView),
+        **CALLBACK_ERRORS,
+    },
 )
 def approve(
     token: Token,
@@ -62,8 +67,7 @@ def approve(
     caller = owner(router)
     body = request or CallbackApproval()
     run = wiring.service().resolve_callback(token, approved=True, data=body.data, decision=body.decision)
-    _used(run, caller, approved=True)
-    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, view_within_limit(run))
+    return _used(run, caller, approved=True)
 
 
 @router.post(
@@ -72,10 +76,12 @@ def approve(
     description="Fails the token's callback node with `CallbackRejected` and the reason: the node's retry, "
     "then its `catch`, apply, else the run fails. The same 404, 409 and 410 as approving.",
     tags=["callbacks"],
-    responses={**ok(200, "The run after the node failed", RunView), **CALLBACK_ERRORS},
+    responses={
+        **ok(200, "The run after the node failed (its state for its owner only)", RunView),
+        **CALLBACK_ERRORS,
+    },
 )
 def reject(token: Token, request: Annotated[CallbackRejection, Body()]) -> Response[Any]:
     caller = owner(router)
     run = wiring.service().resolve_callback(token, approved=False, reason=request.reason)
-    _used(run, caller, approved=False)
-    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, view_within_limit(run))
+    return _used(run, caller, approved=False)
