@@ -310,7 +310,7 @@ def _duration(seconds: float) -> str:
 
 
 def describe_waiting(waiting: dict[str, Any], now: float) -> str:
-    """What a run waits for and until when, e.g. ``callback at approval until 2026-12-02 10:00:00 (in 23h 59m)``."""
+    """What a run waits for and until when: ``a callback at approval; it times out 2026-12-02 10:00:00 (in 23h 59m)``."""
     what = "a callback" if waiting.get("kind") == "callback" else "a timer"
     until = waiting.get("until")
     left = ""
