@@ -63,6 +63,15 @@ $(SAM_STAMP):
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION)
 	touch $@
 
+# The instruction set of the functions and of DependenciesLayer: template.yaml's Architecture
+# parameter, arm64 (its default) unless `make sam-build ARCHITECTURE=x86_64`. `sam build` passes
+# a makefile build none of the template's parameters, so build-DependenciesLayer reads the
+# architecture from GRAPHFLOW_ARCHITECTURE in its environment, which sam-build and
+# sam-build-local set; unset (a plain `sam build`), the layer is built for arm64. A plain
+# `sam build --parameter-overrides Architecture=x86_64` needs GRAPHFLOW_ARCHITECTURE=x86_64 as
+# well; scripts/check_sam_build.py fails a layer built for another architecture than the functions.
+ARCHITECTURE ?= arm64
+
 sam-validate: $(SAM_STAMP)
 	$(SAM) validate --lint --region $(REGION) --template-file template.yaml
 
@@ -75,8 +84,9 @@ check-py312:
 	  echo "           or pass its path: make $(MAKECMDGOALS) PY312=/path/to/python3.12" >&2; exit 1; fi
 
 sam-build: $(SAM_STAMP) check-py312
-	PATH="$(dir $(PY312)):$$PATH" $(SAM) build --region $(REGION) --template-file template.yaml
-	$(SAM_VENV)/bin/python scripts/check_sam_build.py --python "$(PY312)" .aws-sam/build
+	PATH="$(dir $(PY312)):$$PATH" GRAPHFLOW_ARCHITECTURE=$(ARCHITECTURE) $(SAM) build --region $(REGION) \
+	  --template-file template.yaml --parameter-overrides Architecture=$(ARCHITECTURE)
+	$(SAM_VENV)/bin/python scripts/check_sam_build.py --python "$(PY312)" --parameter Architecture=$(ARCHITECTURE) .aws-sam/build
 
 # `sam local` where Docker is (docs/sam-local.md): the functions built for x86_64 (the local
 # image's architecture) into their own build directory, the Lambda image (pulled, else a
@@ -87,7 +97,7 @@ SAM_LOCAL_IMAGE ?= graphflow/lambda-python:3.12-x86_64
 SAM_LOCAL_BUILD := .aws-sam/build-x86_64
 
 sam-build-local: $(SAM_STAMP) check-py312
-	PATH="$(dir $(PY312)):$$PATH" $(SAM) build --region $(REGION) --template-file template.yaml \
+	PATH="$(dir $(PY312)):$$PATH" GRAPHFLOW_ARCHITECTURE=x86_64 $(SAM) build --region $(REGION) --template-file template.yaml \
 	  --parameter-overrides Architecture=x86_64 --build-dir $(SAM_LOCAL_BUILD) --cache-dir .aws-sam/cache-x86_64
 	$(SAM_VENV)/bin/python scripts/check_sam_build.py --python "$(PY312)" --parameter Architecture=x86_64 $(SAM_LOCAL_BUILD)
 
@@ -103,7 +113,7 @@ sam-local: venv sam-build-local
 # a cold start does not compile them. Unchecked-hash .pyc: Lambda's code directory is read-only
 # and zip archives keep file times to 2 s only, so timestamp-checked .pyc could be found stale and
 # compiled again at every cold start. Local caches are left out.
-SAM_FUNCTIONS := ApiFunction JwtApiFunction AuthorizerFunction StepFunction DeadLetterFunction WebSocketFunction
+SAM_FUNCTIONS := ApiFunction JwtApiFunction AuthorizerFunction StepFunction DeadLetterFunction WebSocketFunction TriggerFunction
 .PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
 $(addprefix build-,$(SAM_FUNCTIONS)):
 	@test -n "$(ARTIFACTS_DIR)" || { echo "$@ is run by sam build" >&2; exit 1; }
@@ -112,18 +122,26 @@ $(addprefix build-,$(SAM_FUNCTIONS)):
 	tar -cf - --exclude='__pycache__' --exclude='*.py[co]' engine functions | tar -xf - -C "$(ARTIFACTS_DIR)"
 	python3.12 -m compileall -q --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/engine" "$(ARTIFACTS_DIR)/functions"
 
-# The dependencies layer with its bytecode, for when DependenciesLayer's Metadata says
-# `BuildMethod: makefile` (template.yaml; with `BuildMethod: python3.12` sam's own pip build ships
-# no bytecode, so every cold start compiles the layer's modules): layer/requirements.txt for
-# python3.12 on arm64, compiled as the functions are.
+# DependenciesLayer (its Metadata says `BuildMethod: makefile`; run from the repository root,
+# its ProjectRootDirectory): layer/requirements.txt installed by python3.12's pip for python3.12
+# on GRAPHFLOW_ARCHITECTURE (arm64 when unset: the Architecture parameter's default), from
+# manylinux wheels only, then compiled as the functions are. SAM's own Python builder ships the
+# layer without bytecode, so every cold start compiled the layer modules it imports (pydantic,
+# Powertools, and the layer's botocore, which shadows the runtime's compiled one).
+LAYER_PLATFORMS_arm64 := aarch64
+LAYER_PLATFORMS_x86_64 := x86_64
+LAYER_MACHINE = $(LAYER_PLATFORMS_$(or $(GRAPHFLOW_ARCHITECTURE),arm64))
 .PHONY: build-DependenciesLayer
 build-DependenciesLayer:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "$@ is run by sam build" >&2; exit 1; }
+	@test -n "$(LAYER_MACHINE)" || \
+	  { echo "$@: GRAPHFLOW_ARCHITECTURE is '$(GRAPHFLOW_ARCHITECTURE)', not arm64 or x86_64" >&2; exit 1; }
 	@python3.12 -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null || \
-	  { echo "$@: python3.12 (the Lambda runtime) must be on PATH to compile the bytecode" >&2; exit 1; }
+	  { echo "$@: python3.12 (the Lambda runtime) must be on PATH to install and compile the layer" >&2; exit 1; }
+	rm -rf "$(ARTIFACTS_DIR)/python"
 	python3.12 -m pip install --quiet --disable-pip-version-check --no-compile --only-binary=:all: \
-	  --platform manylinux2014_aarch64 --implementation cp --python-version 3.12 \
-	  --target "$(ARTIFACTS_DIR)/python" -r layer/requirements.txt
+	  --platform manylinux_2_28_$(LAYER_MACHINE) --platform manylinux2014_$(LAYER_MACHINE) \
+	  --implementation cp --python-version 3.12 --target "$(ARTIFACTS_DIR)/python" -r layer/requirements.txt
 	rm -rf "$(ARTIFACTS_DIR)/python/bin"
 	python3.12 -m compileall -q --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/python"
 

@@ -20,11 +20,20 @@ start: what a cold start costs where nothing ships bytecode. Tracing is off.
 * ``boto3 api``: the minimal handler making the same request: DynamoDB
   ``GetItem`` of the run, answered as JSON.
 
+``--build-dir DIR`` runs what ``sam build`` made instead of the repository:
+each handler from its function's artifact (``StepFunction``, ``ApiFunction``)
+with the built ``DependenciesLayer`` after it on ``PYTHONPATH``, the minimal
+handlers with the layer alone, all under ``--python`` (the artifacts' bytecode is
+for python3.12) and without writing bytecode, as Lambda's read-only code and
+layer directories allow none: a module without shipped bytecode is compiled at
+every start. Build for this machine's architecture (``make sam-build-local``
+builds x86_64 into ``.aws-sam/build-x86_64``).
+
 The cases take turns in every round, so load from elsewhere on the machine
 slows all of them; medians count. Target: step and API at most 1.5x their
 minimal handler. The last line printed is JSON.
 
-Usage: ``.venv/bin/python bench/cold_start.py [--rounds 15]``
+Usage: ``.venv/bin/python bench/cold_start.py [--rounds 15] [--build-dir DIR --python python3.12]``
 """
 
 from __future__ import annotations
@@ -126,6 +135,8 @@ assert out["statusCode"] == 200, out
 """,
 }
 PAIRS = {"step": "boto3 step", "api": "boto3 api"}
+ARTIFACTS = {"step": "StepFunction", "api": "ApiFunction"}
+"""The function of the built template whose artifact each handler case runs from (``--build-dir``)."""
 
 
 def _event(name: str, run_id: str) -> str:
@@ -141,8 +152,11 @@ def _caller(name: str) -> str:
 class Bench:
     """A moto server with the template's resources, and runs for the handlers to work on."""
 
-    def __init__(self) -> None:
+    def __init__(self, build_dir: Path | None = None, python: str = sys.executable) -> None:
         from local.moto_server import MotoServer
+
+        self.build_dir = None if build_dir is None else build_dir.resolve()
+        self.python = python
 
         self.empty = tempfile.mkdtemp(prefix="cold-start-")
         self.server = MotoServer().start()
@@ -184,25 +198,40 @@ class Bench:
             return _event("step_sqs.json", self.new_run())
         return _event("api_get_run.json", self.api_run)
 
+    def path(self, case: str) -> tuple[list[str], Path]:
+        """``PYTHONPATH`` and working directory of ``case``: the repository's, or the built artifact's."""
+        if self.build_dir is None:
+            return [str(ROOT), sysconfig.get_paths()["purelib"]], ROOT
+        layer = str(self.build_dir / "DependenciesLayer" / "python")
+        if case in ARTIFACTS:
+            code = self.build_dir / ARTIFACTS[case]
+            return [str(code), layer], code
+        return [layer], Path(self.empty)
+
     def sample(self, case: str, bytecode: bool = True) -> tuple[float, float]:
         """(init ms: imports and module code; total ms) of one cold start of ``case`` in a fresh interpreter."""
         no_bytecode = {} if bytecode else {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": self.empty}
+        if self.build_dir is not None:
+            no_bytecode.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+        path, cwd = self.path(case)
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/tmp"),
-            "PYTHONPATH": os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"]]),
+            "PYTHONPATH": os.pathsep.join(path),
             **self.env,
             **no_bytecode,
         }
         code = PRELUDE + CONTEXT + HANDLER[case] + REPORT
         out = subprocess.run(
-            [sys.executable, "-S", "-c", code, self.event(case)],
-            cwd=ROOT,
+            [self.python, "-S", "-c", code, self.event(case)],
+            cwd=cwd,
             env=env,
-            check=True,
+            check=False,
             capture_output=True,
             text=True,
         )
+        if out.returncode != 0:
+            raise RuntimeError(f"the {case!r} sample failed:\n{out.stderr[-3000:]}")
         line = next(line for line in reversed(out.stdout.splitlines()) if line.startswith("COLD "))
         _, imports, total = line.split()
         return float(imports), float(total)
@@ -218,8 +247,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=15, help="samples per case, taken in turns")
     parser.add_argument("--no-bytecode", action="store_true", help="compile every module at every start")
+    parser.add_argument(
+        "--build-dir",
+        type=Path,
+        help="run the artifacts and the layer `sam build` made there, writing no bytecode",
+    )
+    parser.add_argument(
+        "--python", default=sys.executable, help="the interpreter of the samples (python3.12 for --build-dir)"
+    )
     args = parser.parse_args(argv)
-    bench = Bench()
+    if args.build_dir is not None:
+        missing = [
+            d for d in (*ARTIFACTS.values(), "DependenciesLayer/python") if not (args.build_dir / d).is_dir()
+        ]
+        if missing:
+            parser.error(f"{args.build_dir} has no {', '.join(missing)}: run `make sam-build-local` first")
+    bench = Bench(args.build_dir, args.python)
     try:
         cases = list(HANDLER)
         for case in cases:
@@ -255,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "cold_start.first_response",
         "rounds": args.rounds,
         "bytecode": not args.no_bytecode,
+        "build_dir": None if args.build_dir is None else str(args.build_dir),
+        "python": args.python,
         "median": medians,
         "ratio": ratios,
         "target_ratio": TARGET_RATIO,

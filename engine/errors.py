@@ -177,3 +177,9 @@ class QueueUnavailableError(EngineError):
     """The step queue refused or did not answer a send: nothing was started, and the call may be repeated."""
 
     code = "queue_unavailable"
+
+
+class TimersUnavailableError(QueueUnavailableError):
+    """The scheduler refused or did not answer a schedule's creation or deletion; the call may be repeated."""
+
+    code = "timers_unavailable"

@@ -36,6 +36,7 @@ from engine.limits import (
     NUMBER_HOOKS,
     json_depth,
 )
+from engine.triggers import MAX_TRIGGERS, check_expression
 
 DEFAULT_MAX_STEPS = 100
 END = "__end__"
@@ -267,6 +268,29 @@ key), so a wrong edge is reported against the form it was meant to be.
 """
 
 
+class TriggerSpec(BaseModel):
+    """A schedule that starts a run of the graph's latest version with ``initial_state`` (:mod:`engine.triggers`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schedule: str = Field(min_length=1, max_length=256)
+    initial_state: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("schedule")
+    @classmethod
+    def _expression(cls, value: str) -> str:
+        check_expression(value)
+        return value
+
+    @field_validator("initial_state")
+    @classmethod
+    def _json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if json_depth(value) > MAX_STATE_DEPTH:
+            raise ValueError(f"initial_state nests deeper than {MAX_STATE_DEPTH} levels")
+        json.dumps(value, allow_nan=False)
+        return value
+
+
 class Graph(BaseModel):
     """A workflow: named nodes, the edges between them, where to start and how far to go."""
 
@@ -280,6 +304,7 @@ class Graph(BaseModel):
     max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1, le=MAX_STEPS_CEILING)
     timeout_seconds: float | None = Field(default=None, gt=0)
     reducers: dict[str, ReducerName] = Field(default_factory=dict)
+    triggers: list[TriggerSpec] = Field(default_factory=list, max_length=MAX_TRIGGERS)
 
     @field_validator("nodes", mode="before")
     @classmethod

@@ -7,6 +7,8 @@ import itertools
 import json
 import threading
 from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.errors import (
@@ -31,6 +33,7 @@ from engine.model import (
 )
 from engine.ports import ConnectionStore, RunStore, StepQueue
 from engine.snapshots import StateView, fresh
+from engine.triggers import TriggerEvent, next_fire
 
 
 class InMemoryGraphStore:
@@ -288,6 +291,44 @@ class InMemoryTimers:
 
     def __len__(self) -> int:
         return len(self._scheduled)
+
+
+class InMemoryTriggers:
+    """Trigger schedules in a dict; :meth:`fire_due` returns the events due at ``now``, as the scheduler would send them.
+
+    A schedule's ``rate()`` counts from when it was put (``clock()``); its
+    firings carry ``scheduled_time`` (ISO 8601, UTC), as the scheduler's
+    ``<aws.scheduler.scheduled-time>`` does.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.schedules: dict[tuple[str, int], tuple[TriggerEvent, str, float]] = {}
+        self._next: dict[tuple[str, int], float | None] = {}
+
+    def put(self, event: TriggerEvent, expression: str) -> None:
+        if event.trigger is None:
+            raise ValueError("a trigger schedule needs the trigger's index")
+        key = (event.graph_id, event.trigger)
+        now = self.clock()
+        self.schedules[key] = (event.model_copy(deep=True), expression, now)
+        self._next[key] = next_fire(expression, now, now)
+
+    def remove(self, graph_id: str, index: int) -> None:
+        self.schedules.pop((graph_id, index), None)
+        self._next.pop((graph_id, index), None)
+
+    def fire_due(self, now: float) -> list[TriggerEvent]:
+        """Every firing due at ``now`` (a schedule behind by several periods fires for each), in time order."""
+        fired: list[tuple[float, TriggerEvent]] = []
+        for key, (event, expression, anchor) in self.schedules.items():
+            due = self._next[key]
+            while due is not None and due <= now:
+                stamp = datetime.fromtimestamp(due, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                fired.append((due, event.model_copy(update={"scheduled_time": stamp})))
+                due = next_fire(expression, due, anchor)
+            self._next[key] = due
+        return [event for _, event in sorted(fired, key=lambda pair: pair[0])]
 
 
 class InMemoryLogSink:

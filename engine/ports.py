@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from engine.model import DeliveryNote, GraphRecord, LogRecord, PublishResult, Run, RunChanges, StepMessage
+from engine.triggers import TriggerEvent
 
 
 class GraphStore(Protocol):
@@ -103,6 +104,16 @@ class StepTimers(Protocol):
 
     def cancel(self, message: StepMessage) -> None:
         """Drop the scheduled message with ``message.dedup_id`` if it has not been sent; nothing if there is none."""
+
+
+class GraphTriggers(Protocol):
+    """The recurring schedules that start runs of graphs (a graph's ``triggers``), one per trigger index."""
+
+    def put(self, event: TriggerEvent, expression: str) -> None:
+        """Create, or replace, the schedule of trigger ``event.trigger`` of ``event.graph_id``, sending ``event``."""
+
+    def remove(self, graph_id: str, index: int) -> None:
+        """Delete the schedule of that trigger; nothing if there is none."""
 
 
 class LogSink(Protocol):

@@ -24,6 +24,7 @@ import random
 import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -42,6 +43,7 @@ from engine.errors import (
     RunNotFoundError,
     RunNotRedrivableError,
     StaleStepError,
+    TooDeepError,
 )
 from engine.fanout import branch_message, branch_view, decide_branch, running_messages
 from engine.graph import Graph
@@ -59,10 +61,11 @@ from engine.model import (
     RunStatus,
     StepMessage,
 )
-from engine.ports import GraphStore, LogSink, RunStore, StepQueue, StepTimers
+from engine.ports import GraphStore, GraphTriggers, LogSink, RunStore, StepQueue, StepTimers
 from engine.registry import ToolRegistry
 from engine.runner import IN_PROCESS, ForkRunner, ToolRunner
 from engine.step import Clock, CompiledGraph, StepOutcome, json_problem, needs_draw, run_timed_out
+from engine.triggers import TriggerEvent
 from engine.validation import validate_graph
 from engine.waits import digest_of, redrive, resolved, start_callback, start_wait, wake_message
 from engine.waits import woken as woken_outcome
@@ -156,6 +159,7 @@ class WorkflowService:
         max_node_timeout_seconds: float | None = None,
         on_publish_error: PublishErrorHook | None = None,
         timers: StepTimers | None = None,
+        triggers: GraphTriggers | None = None,
     ) -> None:
         """``isolated_runner`` runs the tools of isolated steps (default :class:`ForkRunner`).
 
@@ -165,7 +169,9 @@ class WorkflowService:
         which never fails a committed step. ``timers`` hold the messages due more
         than :data:`LONG_DELAY_SECONDS` ahead (waits, callback time-outs, long
         retry delays); without them such messages go to the queue, whose
-        consumer holds them back itself.
+        consumer holds them back itself. ``triggers`` hold the schedules of the
+        graphs' ``triggers``; without them a graph's triggers are stored and
+        nothing fires them.
         """
         self.graphs = graphs
         self.runs = runs
@@ -179,6 +185,7 @@ class WorkflowService:
         self.max_node_timeout_seconds = max_node_timeout_seconds
         self.on_publish_error = on_publish_error
         self.timers = timers
+        self.triggers = triggers
         self._compiled: dict[tuple[str, int], CompiledGraph] = {}
 
     # graphs
@@ -196,6 +203,7 @@ class WorkflowService:
             owner=owner,
         )
         self.graphs.put_graph(record)
+        self._sync_triggers(record.graph_id, None, record.definition)
         return record
 
     def add_graph_version(self, graph_id: str, raw: Any, *, owner: str = LOCAL_OWNER) -> GraphRecord:
@@ -209,6 +217,7 @@ class WorkflowService:
             owner=owner,
         )
         self.graphs.put_graph(record)
+        self._sync_triggers(graph_id, latest.definition, record.definition)
         return record
 
     def get_graph(
@@ -233,11 +242,55 @@ class WorkflowService:
         with ``GraphDeleted``, unless the service that runs the step compiled the
         graph before the delete (:meth:`compiled` caches per process).
         """
-        self._owned_graph(graph_id, None, owner)
+        latest = self._owned_graph(graph_id, None, owner)
         deleted = self.graphs.delete_graph(graph_id)
         for key in [k for k in self._compiled if k[0] == graph_id]:
             del self._compiled[key]
+        self._sync_triggers(graph_id, latest.definition, None)
         return deleted
+
+    # triggers
+
+    def _sync_triggers(self, graph_id: str, before: Graph | None, after: Graph | None) -> None:
+        """Make the trigger schedules those of ``after`` (``None``: the graph is gone), replacing those of ``before``.
+
+        A trigger the same in both is left alone (its ``rate()`` keeps its rhythm);
+        the indices ``after`` no longer has are removed.
+        """
+        if self.triggers is None:
+            return
+        old = before.triggers if before is not None else []
+        new = after.triggers if after is not None else []
+        for index, spec in enumerate(new):
+            if index < len(old) and old[index] == spec:
+                continue
+            event = TriggerEvent(graph_id=graph_id, trigger=index, initial_state=spec.initial_state)
+            self.triggers.put(event, spec.schedule)
+        for index in range(len(new), len(old)):
+            self.triggers.remove(graph_id, index)
+
+    def start_triggered_run(self, event: TriggerEvent) -> Run | None:
+        """Start a run of ``event.graph_id``'s latest version for its owner, as a trigger asks.
+
+        A firing of a trigger the latest version no longer has starts nothing
+        (``None``). A repeated delivery (the same :meth:`TriggerEvent.key`)
+        returns the run the first one started. A graph without an owner, or no
+        graph, is :class:`GraphNotFoundError`.
+        """
+        record = self.graphs.get_graph(event.graph_id)
+        if record.owner is None:
+            raise GraphNotFoundError(
+                f"graph {event.graph_id!r} has no owner to run it", graph_id=event.graph_id
+            )
+        if event.trigger is not None and event.trigger >= len(record.definition.triggers):
+            return None
+        return self.start_run(
+            record.graph_id,
+            event.initial_state,
+            idempotency_key=event.key(),
+            version=record.version,
+            owner=record.owner,
+        )
 
     def compiled(self, graph_id: str, version: int) -> CompiledGraph:
         """The compiled graph of a version, cached: versions never change."""
@@ -343,8 +396,12 @@ class WorkflowService:
         isolate: bool = False,
         time_left: float | None = None,
         receives: int | None = None,
+        send_next: bool = True,
     ) -> StepResult:
         """Execute the step a message names, if it is still the run's current one.
+
+        ``send_next`` sends the messages a commit asks for (``False``: the caller
+        handles :attr:`StepResult.messages` itself, as an inline run does).
 
         ``isolate`` runs the tool with :attr:`isolated_runner` and first notes on
         the run that the attempt started (``receives`` is the message's delivery
@@ -371,7 +428,9 @@ class WorkflowService:
                 return StepResult(StepDisposition.SCHEDULED, run, defer_seconds=message.not_before - now)
             return StepResult(StepDisposition.DEFERRED, run, defer_seconds=message.not_before - now)
         if message.branch is not None:
-            return self._run_branch(run, message, isolate=isolate, time_left=time_left, receives=receives)
+            return self._run_branch(
+                run, message, isolate=isolate, time_left=time_left, receives=receives, send_next=send_next
+            )
         if run.fanout is not None:
             return self._stale(run, running_messages(run))
         if message.position != run.position:
@@ -380,7 +439,12 @@ class WorkflowService:
                 resend = [self._current_message(run)]
             return self._stale(run, resend)
         return self._execute(
-            run, send_next=True, isolate=isolate, time_left=time_left, receives=receives, woken=message.timer
+            run,
+            send_next=send_next,
+            isolate=isolate,
+            time_left=time_left,
+            receives=receives,
+            woken=message.timer,
         )
 
     def _send(self, message: StepMessage) -> None:
@@ -406,7 +470,14 @@ class WorkflowService:
         return StepResult(StepDisposition.STALE, run, next_message=first, more=tuple(resend[1:]))
 
     def _run_branch(
-        self, run: Run, message: StepMessage, *, isolate: bool, time_left: float | None, receives: int | None
+        self,
+        run: Run,
+        message: StepMessage,
+        *,
+        isolate: bool,
+        time_left: float | None,
+        receives: int | None,
+        send_next: bool = True,
     ) -> StepResult:
         """A branch's message: execute it if the run's fan-out holds that branch at that position.
 
@@ -428,11 +499,18 @@ class WorkflowService:
             behind = message.position < branch.position
             return self._stale(run, [branch_message(run.run_id, fanout, branch)] if behind else [])
         return self._execute_branch(
-            run, message.branch, isolate=isolate, time_left=time_left, receives=receives
+            run, message.branch, isolate=isolate, time_left=time_left, receives=receives, send_next=send_next
         )
 
     def _execute_branch(
-        self, run: Run, index: int, *, isolate: bool, time_left: float | None, receives: int | None
+        self,
+        run: Run,
+        index: int,
+        *,
+        isolate: bool,
+        time_left: float | None,
+        receives: int | None,
+        send_next: bool = True,
     ) -> StepResult:
         """Run branch ``index``'s node and commit what follows, deciding again after a sibling's commit."""
         assert run.fanout is not None
@@ -454,7 +532,7 @@ class WorkflowService:
         started = self.clock()
         timed_out = run_timed_out(compiled, view, started)
         if timed_out is not None:
-            return self._commit(run, timed_out, send_next=True)
+            return self._commit(run, timed_out, send_next=send_next)
         key = f"{run.run_id}:{run.fanout.step}:{index}:{branch.step}"
         done = run_tool(
             compiled, view, self.registry, runner=runner, time_left=tool_time, idempotency_key=key
@@ -481,7 +559,7 @@ class WorkflowService:
                 if run.status.terminal or current is None or current.position != branch.position:
                     return StepResult(StepDisposition.LOST_RACE, run)
                 continue
-            return self._sent(committed, outcome, send_next=True)
+            return self._sent(committed, outcome, send_next=send_next)
         raise StaleStepError(
             f"branch {index} of run {run.run_id} lost {BRANCH_COMMIT_RETRIES} commits in a row to its siblings",
             run_id=run.run_id,
@@ -695,9 +773,9 @@ class WorkflowService:
         committed; if the send fails, no run is stored. A run still going when
         the budget is spent is handed to the queue at once. A repeated
         ``idempotency_key`` returns the first run, its current position
-        re-enqueued if it has not finished. A run that fans out is handed to the
-        queue at the fan-out (its branches run in step functions), and a run that
-        begins to wait, when it does.
+        re-enqueued if it has not finished. A run that fans out runs its branches
+        here too, one message at a time in queue order (:meth:`_branches_inline`);
+        a run that begins to wait is handed to the queue when it does.
         """
         deadline = self.clock() + budget_seconds
         if idempotency_key:
@@ -715,9 +793,14 @@ class WorkflowService:
         if run.status.terminal or run.position != (0, 1):
             return run
         while not run.status.terminal:
+            if run.fanout is not None:
+                run = self._branches_inline(run, deadline, sleep)
+                if run.fanout is not None:
+                    return run
+                continue
             result = self._execute(run, send_next=False)
             run = result.run
-            if run.fanout is not None or run.waiting is not None:
+            if run.waiting is not None:
                 for message in result.messages:
                     self._send(message)
                 return run
@@ -733,6 +816,36 @@ class WorkflowService:
             self.queue.send(
                 StepMessage(run_id=run.run_id, step=run.step, attempt=run.attempt, not_before=run.not_before)
             )
+        return run
+
+    def _branches_inline(self, run: Run, deadline: float, sleep: Callable[[float], None]) -> Run:
+        """Run ``run``'s branch messages in this process until the join, or hand them to the queue at ``deadline``.
+
+        Returns the run as the last commit left it: joined (no fan-out) or ended,
+        or still fanned out once its branches' messages were queued.
+        """
+        pending = deque(running_messages(run))
+        while pending:
+            message = pending.popleft()
+            result = self.run_step(message, send_next=False)
+            run = result.run
+            if run.status.terminal or run.fanout is None:
+                return run
+            if result.disposition is StepDisposition.DEFERRED:
+                if self.clock() + result.defer_seconds >= deadline:
+                    pending.appendleft(message)
+                    break
+                sleep(result.defer_seconds)
+                pending.appendleft(message)
+                continue
+            if result.disposition is StepDisposition.LOST_RACE:
+                pending = deque(running_messages(run))
+                continue
+            pending.extend(m for m in result.messages if m.branch is not None)
+            if self.clock() >= deadline:
+                break
+        for message in pending:
+            self._send(message)
         return run
 
     def _resume(self, run: Run) -> Run:
@@ -822,37 +935,21 @@ class WorkflowService:
         Tokens are capabilities: whoever holds one (and may call the API) may use
         it, once. :class:`CallbackNotFoundError` for a token no run issued,
         :class:`CallbackUsedError` for one used already or whose run ended,
-        :class:`CallbackExpiredError` for one whose time-out passed. ``data``
-        must be a JSON object, ``decision`` JSON, the two within
-        :data:`MAX_CALLBACK_DATA_BYTES` together; approved, they must leave a
-        usable state (:class:`BadRequestError`, or :class:`StateTooLargeError`,
-        before anything is committed: the run still waits).
+        :class:`CallbackExpiredError` for one whose time-out passed. A used token
+        of a run still going also re-sends the run's current messages (a copy
+        of a step message does no work), so a caller that repeats a call whose
+        answer it lost resumes the run if the first call died before it sent
+        them; and the time-out is cancelled only after they were sent, so
+        until then it stays as the run's wake-up. ``data`` must be a JSON
+        object and ``decision`` JSON, together within
+        :data:`MAX_CALLBACK_DATA_BYTES` and :data:`~engine.limits.MAX_STATE_DEPTH`;
+        a body refused leaves the token unused, as does an approval whose data
+        the run's state cannot take (a bad key, too many keys, too large).
         """
         run_id, position, secret = _parse_token(token)
         digest = digest_of(secret)
-        size = 0
-        if data is not None:
-            problem = json_problem(data)
-            if not isinstance(data, dict) or problem is not None:
-                raise BadRequestError(
-                    f"callback data must be a JSON object{': ' + problem if problem else ''}"
-                )
-            size += len(json.dumps(data, separators=(",", ":")).encode())
-        if decision is not None:
-            problem = json_problem(decision, "decision")
-            if problem is not None:
-                raise BadRequestError(f"the callback's decision must be JSON: {problem}")
-            size += len(json.dumps(decision, separators=(",", ":")).encode())
-        if size > MAX_CALLBACK_DATA_BYTES:
-            raise PayloadTooLargeError(
-                f"callback data and decision take {size} bytes as JSON; the limit is {MAX_CALLBACK_DATA_BYTES}"
-            )
-        updates = {**(data or {}), **({"decision": decision} if decision is not None else {})}
-        depth = json_depth(updates)
-        if approved and depth > MAX_STATE_DEPTH:
-            raise BadRequestError(
-                f"callback data nests {depth} levels deep as state; the limit is {MAX_STATE_DEPTH}"
-            )
+        if data is not None or decision is not None:
+            _check_callback_body(data, decision)
         for _ in range(COMMIT_RETRIES):
             try:
                 run = self.runs.get_run(run_id)
@@ -862,6 +959,8 @@ class WorkflowService:
             if closed == "expired":
                 raise CallbackExpiredError("this callback timed out before it was used")
             if closed is not None:
+                if not run.status.terminal:
+                    self._resend_current(run)
                 raise CallbackUsedError(f"this callback was {closed} already")
             waiting = run.waiting
             if (
@@ -876,10 +975,7 @@ class WorkflowService:
             if now >= waiting.until:
                 raise CallbackExpiredError("this callback timed out before it was used")
             if approved:
-                try:
-                    updated_state_bytes(run.state, updates, run.state_bytes, "the state after this callback")
-                except ValueError as exc:
-                    raise BadRequestError(str(exc)) from None
+                _check_callback_state(run, data, decision)
             compiled = self.compiled(run.graph_id, run.graph_version)
             outcome = resolved(
                 compiled, run, now, approved=approved, data=data, decision=decision, reason=reason
@@ -888,19 +984,25 @@ class WorkflowService:
                 committed = self.runs.commit(run, outcome.changes, outcome.records)
             except StaleStepError:
                 continue
+            result = self._sent(committed, outcome, send_next=True)
             self._cancel_timer(wake_message(run_id, waiting))
-            return self._sent(committed, outcome, send_next=True).run
+            return result.run
         raise StaleStepError(f"run {run_id} kept moving; try again", run_id=run_id)
 
     def redrive(self, run_id: str, *, owner: str = LOCAL_OWNER) -> Run:
         """Take a FAILED or TIMED_OUT run of ``owner`` back to the node that failed (:func:`engine.waits.redrive`).
 
-        :class:`RunNotRedrivableError` for a run in any other state.
+        :class:`RunNotRedrivableError` for a run in any other state. Asked again
+        of a run that has not moved since its redrive, it re-sends the run's
+        message before it answers so (the first call may have died before
+        sending it; a copy does no work).
         """
         self.require_run_owner(run_id, owner)
         for _ in range(COMMIT_RETRIES):
             run = self.runs.get_run(run_id)
             if run.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+                if run.status is RunStatus.RUNNING and self._last_record_is(run, LogType.RUN_REDRIVEN):
+                    self._resend_current(run)
                 raise RunNotRedrivableError(
                     f"run {run_id} is {run.status.value}: only a FAILED or TIMED_OUT run can be redriven",
                     run_id=run_id,
@@ -918,6 +1020,15 @@ class WorkflowService:
                 continue
             return self._sent(committed, outcome, send_next=True).run
         raise StaleStepError(f"run {run_id} kept moving; try again", run_id=run_id)
+
+    def _last_record_is(self, run: Run, type_: LogType) -> bool:
+        last = self.runs.list_logs(run.run_id, run.next_seq - 2, 1)
+        return bool(last) and last[0].type is type_
+
+    def _resend_current(self, run: Run) -> None:
+        """Send the run's current messages again: the main position's, or its branches' while it fans out."""
+        for message in running_messages(run) if run.fanout is not None else [self._current_message(run)]:
+            self._send(message)
 
     def _publish(self, run: Run, records: list[LogRecord]) -> None:
         """Best effort: a failure is handed to :attr:`on_publish_error`, never raised."""
@@ -946,6 +1057,38 @@ NOTHING_RECORDED = (
     "invocations ended before reaching this record, or were still running when it was moved)"
 )
 """The reason's end when the run has no delivery note for the dead message's position."""
+
+
+def _check_callback_body(data: Any, decision: Any) -> None:
+    """:class:`BadRequestError` unless ``data`` is a JSON object (or ``None``) and ``decision`` JSON; too big: 413."""
+    if data is not None and not isinstance(data, dict):
+        raise BadRequestError(f"callback data must be a JSON object, not {type(data).__name__}")
+    updates = dict(data or {})
+    if decision is not None:
+        updates["decision"] = decision
+    problem = json_problem(updates)
+    if problem is not None:
+        raise BadRequestError(f"callback data and decision must be JSON: {problem}")
+    depth = json_depth(updates)
+    if depth > MAX_STATE_DEPTH:
+        raise TooDeepError(f"callback data nests {depth} levels deep; the limit is {MAX_STATE_DEPTH}")
+    size = len(json.dumps(updates, separators=(",", ":")).encode())
+    if size > MAX_CALLBACK_DATA_BYTES:
+        raise PayloadTooLargeError(
+            f"callback data and decision take {size} bytes as JSON; the limit is {MAX_CALLBACK_DATA_BYTES}"
+        )
+
+
+def _check_callback_state(run: Run, data: dict[str, Any] | None, decision: Any) -> None:
+    """:class:`BadRequestError` (a bad or empty key, too many keys) or :class:`StateTooLargeError`
+    unless ``run``'s state can take the approval's updates."""
+    updates = dict(data or {})
+    if decision is not None:
+        updates["decision"] = decision
+    try:
+        updated_state_bytes(run.state, updates, run.state_bytes, "the state after this callback")
+    except ValueError as exc:
+        raise BadRequestError(str(exc)) from None
 
 
 def _parse_token(token: str) -> tuple[str, tuple[int, int], str]:

@@ -16,6 +16,10 @@ read, so of a timer, an approval and a rejection racing for one wait exactly
 one takes effect; a closed token's digest stays in ``Run.callbacks``, which is
 how a second use is told from an unknown token.
 
+A graph's ``timeout_seconds`` bounds waits too: a wait or callback never
+outlasts the run's deadline (its ``until`` is the earlier of the two), and a
+run woken at or past its deadline ends TIMED_OUT, its callback expired.
+
 :func:`redrive` takes a FAILED or TIMED_OUT run back to the node that failed
 (for a node inside a branch: the fan-out node, whose branches all run again),
 with its last committed state, its id and its log.
@@ -42,7 +46,7 @@ from engine.model import (
     StepMessage,
     Waiting,
 )
-from engine.step import CompiledGraph, Raised, Returned, StepOutcome, _fail, _Log, decide
+from engine.step import CompiledGraph, Raised, Returned, StepOutcome, _fail, _Log, decide, run_timed_out
 
 __all__ = [
     "digest_of",
@@ -89,6 +93,19 @@ def _due(spec: WaitSpec, state: Any, now: float) -> float:
     raise ValueError(f"state key {spec.until_key!r} holds a {type(value).__name__}, not a time")
 
 
+def _deadline(compiled: CompiledGraph, run: Run) -> float | None:
+    """When the run times out (its graph's ``timeout_seconds`` from its start or last redrive); ``None``: never."""
+    timeout = compiled.graph.timeout_seconds
+    if timeout is None:
+        return None
+    return (run.redriven_at if run.redriven_at is not None else run.created_at) + timeout
+
+
+def _bounded(compiled: CompiledGraph, run: Run, until: float) -> float:
+    deadline = _deadline(compiled, run)
+    return until if deadline is None else min(until, deadline)
+
+
 def _started(log: _Log, run: Run, node: str, what: str) -> None:
     log.add(LogType.STEP_STARTED, f"{node} ({what}) attempt {run.attempt}", node=node, attempt=run.attempt)
 
@@ -97,11 +114,15 @@ def start_wait(compiled: CompiledGraph, run: Run, now: float) -> StepOutcome:
     """The run reached wait node ``run.current_node``: it waits until the time the node names.
 
     A time already past ends the wait at once; a time that is not one, or more
-    than :data:`~engine.limits.MAX_WAIT_SECONDS` ahead, fails the run.
+    than :data:`~engine.limits.MAX_WAIT_SECONDS` ahead, fails the run. A run past
+    its deadline ends TIMED_OUT; one whose deadline comes first wakes then.
     """
     node_name = run.current_node or compiled.graph.start_node
     spec = compiled.graph.nodes[node_name].wait
     assert spec is not None
+    timed_out = run_timed_out(compiled, run, now)
+    if timed_out is not None:
+        return timed_out
     log = _Log(run, now)
     try:
         due = _due(spec, run.state, now)
@@ -119,12 +140,21 @@ def start_wait(compiled: CompiledGraph, run: Run, now: float) -> StepOutcome:
     if due <= now:
         return decide(compiled, run, Returned(None), started=now, now=now, duration_ms=0.0)
     _started(log, run, node_name, "wait")
-    waiting = Waiting(kind="timer", node=node_name, step=run.step, attempt=run.attempt, since=now, until=due)
+    waiting = Waiting(
+        kind="timer",
+        node=node_name,
+        step=run.step,
+        attempt=run.attempt,
+        since=now,
+        until=_bounded(compiled, run, due),
+    )
+    cut = f" (the run times out first, at {_iso(waiting.until)})" if waiting.until < due else ""
     log.add(
         LogType.WAIT_STARTED,
-        f"{node_name} waits {due - now:.0f}s, until {_iso(due)}",
+        f"{node_name} waits {due - now:.0f}s, until {_iso(due)}{cut}",
         node=node_name,
-        data={"until": due, "seconds": due - now},
+        attempt=run.attempt,
+        data={"until": due, "seconds": due - now, "wakes_at": waiting.until},
     )
     changes = RunChanges.wait(run, waiting=waiting, next_seq=log.next_seq, now=now)
     return StepOutcome(changes, log.records, wake_message(run.run_id, waiting))
@@ -134,14 +164,18 @@ def start_callback(compiled: CompiledGraph, run: Run, now: float, token: str, se
     """The run reached callback node ``run.current_node``: it waits for ``token`` until the node's timeout.
 
     The token goes into the ``callback_waiting`` record; the run keeps only the
-    digest of its ``secret`` part.
+    digest of its ``secret`` part. The token expires at the run's deadline if
+    that comes first; a run past it ends TIMED_OUT and issues no token.
     """
     node_name = run.current_node or compiled.graph.start_node
     spec = compiled.graph.nodes[node_name].callback
     assert spec is not None
+    timed_out = run_timed_out(compiled, run, now)
+    if timed_out is not None:
+        return timed_out
     log = _Log(run, now)
     _started(log, run, node_name, "callback")
-    until = now + spec.timeout_seconds
+    until = _bounded(compiled, run, now + spec.timeout_seconds)
     waiting = Waiting(
         kind="callback",
         node=node_name,
@@ -155,6 +189,7 @@ def start_callback(compiled: CompiledGraph, run: Run, now: float, token: str, se
         LogType.CALLBACK_WAITING,
         f"{node_name} waits for a callback until {_iso(until)}",
         node=node_name,
+        attempt=run.attempt,
         data={"token": token, "node": node_name, "expires_at": until},
     )
     changes = RunChanges.wait(run, waiting=waiting, next_seq=log.next_seq, now=now)
@@ -168,9 +203,18 @@ def _closed(run: Run, digest: str, how: str) -> dict[str, str]:
 
 
 def woken(compiled: CompiledGraph, run: Run, now: float) -> StepOutcome:
-    """The timer of ``run.waiting`` fired: a wait ends, a callback expires."""
+    """The timer of ``run.waiting`` fired: a wait ends, a callback expires; at the run's deadline it times out."""
     waiting = run.waiting
     assert waiting is not None
+    deadline = _deadline(compiled, run)
+    if deadline is not None and now >= deadline:
+        error = RunError(
+            type="RunTimedOut", message=f"run exceeded {compiled.graph.timeout_seconds:g}s", node=waiting.node
+        )
+        outcome = _fail(run, _Log(run, now), error, RunStatus.TIMED_OUT)
+        if waiting.digest is not None:
+            outcome.changes.callbacks = _closed(run, waiting.digest, "expired")
+        return outcome
     if waiting.kind == "timer":
         return decide(
             compiled, run, Returned(None), started=waiting.since, now=now, duration_ms=0.0, announce=False
@@ -238,6 +282,7 @@ def resolved(
         f"{waiting.node}: callback {'approved' if approved else 'rejected'}"
         + (f" ({reason})" if reason and not approved else ""),
         node=waiting.node,
+        attempt=waiting.attempt,
         data={"approved": approved, "decision": decision, "keys": sorted(data or {})},
     )
     if approved:

@@ -10,7 +10,12 @@ run, printing each iteration's quality score and anomaly count as the run's
 table per scenario and the stack's throughput. ``--verbose`` also prints what
 the log follower does behind the scenes (reconnections, gaps read over HTTP).
 
-Exit code 0 only when every run SUCCEEDED. Without a terminal (CI) the progress
+Then it runs the largest scenario alone twice: with the sequential graph and with
+its parallel variant (``engine/graphs/data_quality_parallel.json``, the dataset
+split into ``--chunks`` chunks, each profiled, checked and repaired in its own
+branch), and prints both durations and whether their reports are equal.
+
+Exit code 0 only when every run SUCCEEDED (and the variants' reports are equal). Without a terminal (CI) the progress
 bars become plain lines.
 """
 
@@ -381,6 +386,111 @@ def run_demo(
     return DemoReport(graph_id, results, time.monotonic() - started, run_seconds)
 
 
+PARALLEL_GRAPH_NAME = "data_quality_parallel"
+_TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"})
+DEFAULT_CHUNKS = 4
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """One run of a variant of the pipeline, alone on the stack."""
+
+    name: str
+    run_id: str
+    status: str
+    steps: int
+    duration_seconds: float | None
+    quality: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VariantComparison:
+    """The sequential pipeline and its parallel (chunked map) variant on the same dataset, one after the other."""
+
+    scenario: Scenario
+    variants: list[VariantResult]
+
+    @property
+    def same_report(self) -> bool:
+        first = self.variants[0].quality
+        return bool(first) and all(v.quality == first for v in self.variants[1:])
+
+    @property
+    def ok(self) -> bool:
+        return self.same_report and all(v.status == "SUCCEEDED" for v in self.variants)
+
+
+def _run_alone(
+    client: WorkflowClient, name: str, graph_id: str, state: dict[str, Any], timeout: float
+) -> VariantResult:
+    """Start one run and poll it until it ends (or ``timeout`` passes)."""
+    run_id = str(client.start_run(graph_id, state)["run_id"])
+    deadline = time.monotonic() + timeout
+    run = client.get_run(run_id, include_state=False)
+    while run.get("status") not in _TERMINAL_STATUSES and time.monotonic() < deadline:
+        time.sleep(0.2)
+        run = client.get_run(run_id, include_state=False)
+    created, finished = run.get("created_at"), run.get("finished_at")
+    duration = float(finished) - float(created) if created is not None and finished is not None else None
+    quality: dict[str, Any] = {}
+    if run.get("status") == "SUCCEEDED":
+        report = client.get_state_value(run_id, "report")
+        quality = dict(report.get("quality") or {}) if isinstance(report, dict) else {}
+    return VariantResult(name, run_id, str(run.get("status")), int(run.get("step", 0)), duration, quality)
+
+
+def compare_variants(
+    client: WorkflowClient,
+    scenario: Scenario,
+    sequential_graph_id: str,
+    *,
+    chunks: Sequence[int] = (DEFAULT_CHUNKS,),
+    timeout: float = DEFAULT_TIMEOUT,
+    max_iterations: int | None = None,
+) -> VariantComparison:
+    """Run ``scenario`` alone with the sequential graph, then with the parallel one per chunk count."""
+    from engine.graphs import load_graph_json
+
+    parallel = str(client.create_graph(load_graph_json(PARALLEL_GRAPH_NAME))["graph_id"])
+    state = scenario.initial_state()
+    if max_iterations is not None:
+        state["max_iterations"] = max_iterations
+    variants = [_run_alone(client, "sequential", sequential_graph_id, state, timeout)]
+    for count in chunks:
+        variants.append(
+            _run_alone(
+                client, f"parallel, {count} chunks", parallel, {**state, "chunks_count": count}, timeout
+            )
+        )
+    return VariantComparison(scenario, variants)
+
+
+def print_comparison(comparison: VariantComparison, console: Console) -> None:
+    console.print(
+        Text.assemble(
+            (f"{comparison.scenario.name}, sequential and parallel (each run alone)", "bold underline")
+        ),
+        soft_wrap=True,
+    )
+    for variant in comparison.variants:
+        duration = f"{variant.duration_seconds:.2f} s" if variant.duration_seconds is not None else "-"
+        q = variant.quality
+        console.print(
+            Text.assemble(
+                (f"  {variant.name:<20}", "bold"),
+                (f"{variant.status:<10}", "green" if variant.status == "SUCCEEDED" else "red"),
+                f" {duration:>8}, {variant.steps} steps, quality {_score(q.get('score_before'))} -> "
+                f"{_score(q.get('score_after'))}, {_count(q.get('anomalies_fixed'))} fixed  run {variant.run_id}",
+            ),
+            soft_wrap=True,
+        )
+    same = "the same report" if comparison.same_report else "DIFFERENT reports"
+    console.print(
+        Text.assemble(("  ", ""), (same, "bold green" if comparison.same_report else "bold red")),
+        soft_wrap=True,
+    )
+
+
 def _score(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "-"
 
@@ -510,6 +620,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--verbose", action="store_true", help="also print the log follower's reconnections and gap reads"
     )
+    parser.add_argument(
+        "--chunks",
+        type=lambda text: [int(part) for part in text.split(",") if part.strip()],
+        default=[DEFAULT_CHUNKS],
+        metavar="N[,N...]",
+        help="after the scenarios, run the largest alone sequentially and with the parallel graph "
+        "split into N chunks, and compare (default %(default)s; '' skips it)",
+    )
     args = parser.parse_args(argv)
     try:
         records = [int(part) for part in args.records.split(",") if part.strip()]
@@ -541,6 +659,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 console.print()
                 print_report(report, client, console)
+                comparison = None
+                if args.chunks:
+                    console.print()
+                    largest = max(scenarios_for(records, args.seed), key=lambda s: s.records)
+                    comparison = compare_variants(
+                        client,
+                        largest,
+                        report.graph_id,
+                        chunks=args.chunks,
+                        timeout=args.timeout,
+                        max_iterations=args.max_iterations,
+                    )
+                    print_comparison(comparison, console)
     except ClientError as exc:
         console.print(Text(f"demo failed: {exc}", style="bold red"))
         return 1
@@ -550,7 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(
         Text.assemble(("total wall time ", "bold"), f"{time.monotonic() - started:.2f} s"), soft_wrap=True
     )
-    return 0 if report.ok else 1
+    return 0 if report.ok and (comparison is None or comparison.ok) else 1
 
 
 if __name__ == "__main__":

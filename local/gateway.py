@@ -12,6 +12,10 @@
   message goes to ``$default``. A ``$connect`` answer other than 200 refuses the
   connection with that status. Route responses are not sent back: the handler
   answers through the management API, as this project's does.
+* ``/_local/clock`` (local only, when the stack gives a clock): ``POST`` with
+  ``{"advance": seconds}`` moves the stack's clock on (the handlers' and the
+  scheduler emulator's, :mod:`local.scheduler`), ``GET`` reads it; both answer
+  ``{"now": ..., "offset": ...}``. Not authenticated, like the management API.
 * ``/@connections/{id}`` (also under a ``/{stage}`` prefix): the management
   API that boto3's ``apigatewaymanagementapi`` client calls; ``POST`` sends the
   body as one frame, ``GET`` describes the connection, ``DELETE`` closes it. An
@@ -59,6 +63,8 @@ from aiohttp import WSMsgType, web
 from local.auth import Authenticator, Rejection
 from local.lambda_context import LocalContext
 from local.resources import load_template
+
+CLOCK_PATH = "/_local/clock"
 
 log = logging.getLogger(__name__)
 
@@ -307,8 +313,10 @@ class Gateway:
         api_id: str = "local",
         authenticator: Authenticator | None = None,
         cors: dict[str, Any] | None = None,
+        clock_handler: Callable[[float], dict[str, float]] | None = None,
     ) -> None:
         self.http_handler = http_handler
+        self.clock_handler = clock_handler
         self.ws_handler = ws_handler
         self.host = host
         self.requested_port = port
@@ -344,6 +352,9 @@ class Gateway:
             app.router.add_post(path, self._post_to_connection)
             app.router.add_get(path, self._get_connection, allow_head=False)
             app.router.add_delete(path, self._delete_connection)
+        if self.clock_handler is not None:
+            app.router.add_post(CLOCK_PATH, self._move_clock)
+            app.router.add_get(CLOCK_PATH, self._move_clock, allow_head=False)
         app.router.add_get(self.ws_path, self._websocket_or_http, allow_head=False)
         for seed in SEED_WS_PATHS:
             app.router.add_get(f"{self.ws_path}/{seed}/{{run_id}}", self._websocket_or_http, allow_head=False)
@@ -391,6 +402,23 @@ class Gateway:
     def _url(self, request: web.Request) -> str:
         host = request.headers.get("Host", f"{self.host}:{self.port}")
         return f"http://{host}{request.rel_url.raw_path_qs}"
+
+    async def _move_clock(self, request: web.Request) -> web.StreamResponse:
+        """``POST /_local/clock {"advance": seconds}`` moves the stack's clock on; ``GET`` reads it."""
+        assert self.clock_handler is not None
+        advance = 0.0
+        if request.method == "POST":
+            try:
+                body = await request.json()
+                advance = float(body.get("advance", 0)) if isinstance(body, dict) else float("nan")
+            except (ValueError, TypeError):
+                advance = float("nan")
+            if not (0 <= advance < float("inf")):
+                return web.json_response(
+                    {"message": 'send {"advance": seconds}, a number of seconds of at least 0'}, status=400
+                )
+        answer = await asyncio.get_running_loop().run_in_executor(self._executor, self.clock_handler, advance)
+        return web.json_response(answer)
 
     async def _http(self, request: web.Request) -> web.StreamResponse:
         if (

@@ -8,6 +8,7 @@ Tests (moto in-process) and the local stack (moto server) both call
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -154,3 +155,21 @@ def _queue_attributes(props: dict[str, Any]) -> dict[str, str]:
             continue
         out[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return out
+
+
+@dataclass(frozen=True)
+class SchedulerResources:
+    group: str
+    role_arn: str
+
+
+def create_scheduler_resources(scheduler: Any, iam: Any, *, prefix: str = "graphflow") -> SchedulerResources:
+    """Create the template's ``ScheduleGroup`` and the role the scheduler assumes (``TimerSchedulerRole``; the local stack uses it for triggers too).
+
+    The role's trust policy comes from the template; its permissions are not enforced by moto.
+    """
+    group = f"{prefix}-timers"
+    scheduler.create_schedule_group(Name=group)
+    trust = resource("TimerSchedulerRole")["AssumeRolePolicyDocument"]
+    role = iam.create_role(RoleName=f"{prefix}-scheduler", AssumeRolePolicyDocument=json.dumps(trust))
+    return SchedulerResources(group=group, role_arn=str(role["Role"]["Arn"]))

@@ -1,4 +1,4 @@
-"""What the local stack keeps between runs: its DynamoDB items, SQS messages and S3 objects, as one JSON file.
+"""What the local stack keeps between runs: DynamoDB items, SQS messages, S3 objects and schedules, as one JSON file.
 
 Runs inside the moto server process (:mod:`local.moto_server` serves
 ``POST /_local/snapshot`` and ``POST /_local/restore``), where it reads and
@@ -13,7 +13,8 @@ The file (``snapshot.json`` in the data folder) holds::
      "dynamodb": {"<table>": [<item in DynamoDB JSON: {"pk": {"S": "..."}, ...}>, ...]},
      "sqs": {"<queue name>": [{"body": "...", "group_id": "...", "deduplication_id": "...",
                                "message_attributes": {...}, "receive_count": 1}, ...]},
-     "s3": {"<bucket>": [{"key": "...", "body_base64": "..."}, ...]}}
+     "s3": {"<bucket>": [{"key": "...", "body_base64": "..."}, ...]},
+     "scheduler": {"<schedule group>": [{"name": "...", "schedule_expression": "at(...)", "target": {...}, ...}]}}
 
 Restoring puts every item, message and object back into the table, queue or
 bucket of the same name, which the stack has created from ``template.yaml``
@@ -22,7 +23,8 @@ message is visible again at once, in the order it was sent, whatever its
 visibility was: a step that was being executed when the stack stopped is
 delivered again, as SQS does when a consumer dies. Receive counts are kept, so a
 message still reaches the dead-letter queue after ``maxReceiveCount`` deliveries
-in all. Data of a table, queue or bucket that does not exist is skipped.
+in all. Schedules (timers, graph triggers) go back into their schedule group.
+Data of a table, queue, bucket or group that does not exist is skipped.
 """
 
 from __future__ import annotations
@@ -53,6 +55,26 @@ def _backends(region: str) -> tuple[Any, Any, Any]:
     )
 
 
+def _scheduler(region: str) -> Any:
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.scheduler.models import scheduler_backends
+
+    return scheduler_backends[DEFAULT_ACCOUNT_ID][region]
+
+
+_SCHEDULE_FIELDS = (
+    "description",
+    "schedule_expression",
+    "schedule_expression_timezone",
+    "flexible_time_window",
+    "target",
+    "state",
+    "start_date",
+    "end_date",
+    "action_after_completion",
+)
+
+
 def dump(region: str = REGION) -> dict[str, Any]:
     """The document of every table's items, every queue's messages and every bucket's objects."""
     dynamodb, sqs, s3 = _backends(region)
@@ -81,6 +103,14 @@ def dump(region: str = REGION) -> dict[str, Any]:
         ]
         for name, bucket in s3.buckets.items()
     }
+    schedules = {
+        name: [
+            {"name": schedule.name, **{field: getattr(schedule, field) for field in _SCHEDULE_FIELDS}}
+            for schedule in group.schedules.values()
+        ]
+        for name, group in _scheduler(region).schedule_groups.items()
+        if group.schedules
+    }
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -88,6 +118,7 @@ def dump(region: str = REGION) -> dict[str, Any]:
         "dynamodb": tables,
         "sqs": queues,
         "s3": buckets,
+        "scheduler": schedules,
     }
 
 
@@ -127,6 +158,20 @@ def load(document: dict[str, Any], region: str = REGION) -> dict[str, int]:
         for obj in objects:
             s3.put_object(name, obj["key"], base64.b64decode(obj["body_base64"]))
             counts["objects"] += 1
+    scheduler = _scheduler(region)
+    counts["schedules"] = 0
+    for name, saved_schedules in document.get("scheduler", {}).items():
+        if name not in scheduler.schedule_groups:
+            counts["skipped"] += len(saved_schedules)
+            continue
+        for saved in saved_schedules:
+            scheduler.create_schedule(
+                group_name=name,
+                name=saved["name"],
+                kms_key_arn=None,
+                **{field: saved.get(field) for field in _SCHEDULE_FIELDS},
+            )
+            counts["schedules"] += 1
     return counts
 
 

@@ -50,6 +50,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -75,8 +76,16 @@ from local.gateway import EventLoopThread, Gateway
 from local.moto_server import MotoServer
 from local.poller import Poller
 from local.request_log import RequestLog
-from local.resources import Resources, create_resources, load_template, resolve
+from local.resources import (
+    Resources,
+    SchedulerResources,
+    create_resources,
+    create_scheduler_resources,
+    load_template,
+    resolve,
+)
 from local.runtime import FunctionConfig, InvocationError, LocalFunction, Zygote
+from local.scheduler import LocalClock, SchedulerEmulator
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +106,7 @@ HANDLERS = {
     "ws": "functions.ws.app:lambda_handler",
     "step": "functions.step.app:lambda_handler",
     "dlq": "functions.dlq.app:lambda_handler",
+    "trigger": "functions.trigger.app:lambda_handler",
 }
 
 
@@ -162,7 +172,7 @@ class LocalStack:
         tool_modules: ``WORKFLOW_TOOL_MODULES`` for the handlers; default: this process's
             environment variable, else the handlers' default.
         environment: more variables for every handler's environment.
-        handlers: ``module:attribute`` overrides for the ``api``, ``ws``, ``step`` or ``dlq`` handler.
+        handlers: ``module:attribute`` overrides for the ``api``, ``ws``, ``step``, ``dlq`` or ``trigger`` handler.
         log_level: ``POWERTOOLS_LOG_LEVEL`` for the handlers.
         log_format: ``"json"``: the handlers log Powertools' JSON lines, as deployed; ``"text"``:
             one short line per record (``GRAPHFLOW_LOG_FORMAT=text``) and, at ``log_level`` INFO
@@ -283,6 +293,34 @@ class LocalStack:
         self._loaded = False
         self._saver: threading.Thread | None = None
         self._stop_saving = threading.Event()
+        self.scheduler_resources: SchedulerResources | None = None
+        self.scheduler: SchedulerEmulator | None = None
+        self._clock_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._clock: LocalClock | None = None
+
+    # the clock
+
+    def clock(self) -> float:
+        """The stack's time (epoch seconds): the system's plus what :meth:`advance_clock` added."""
+        return self._local_clock()()
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the stack's clock ``seconds`` on, for the handlers and the scheduler alike; the new time.
+
+        Waits and schedules due by then fire within about a second (the
+        scheduler emulator's poll, then the step queue's).
+        """
+        return self._local_clock().advance(seconds)
+
+    def _local_clock(self) -> LocalClock:
+        if self._clock is None:
+            raise RuntimeError("the local stack is not started")
+        return self._clock
+
+    @property
+    def trigger_function_arn(self) -> str:
+        """The ARN the graphs' trigger schedules target; the scheduler emulator invokes the trigger function for it."""
+        return f"arn:aws:lambda:{REGION}:123456789012:function:{self.prefix}-trigger"
 
     # addresses
 
@@ -413,6 +451,11 @@ class LocalStack:
         self.resources = create_resources(
             self.client("dynamodb"), self.client("sqs"), self.client("s3"), prefix=self.prefix, region=REGION
         )
+        self.scheduler_resources = create_scheduler_resources(
+            self.client("scheduler"), self.client("iam"), prefix=self.prefix
+        )
+        self._clock_dir = tempfile.TemporaryDirectory(prefix="graphflow-clock-")
+        self._clock = LocalClock(Path(self._clock_dir.name) / "offset")
         if self.visibility_timeout is not None:
             self.client("sqs").set_queue_attributes(
                 QueueUrl=self.resources.queue_url,
@@ -422,12 +465,20 @@ class LocalStack:
             self._load()
 
         self._loop = EventLoopThread()
-        self.gateway = Gateway(None, None, port=self.port, authenticator=self.authenticator)
+        self.gateway = Gateway(
+            None, None, port=self.port, authenticator=self.authenticator, clock_handler=self._clock_answer
+        )
         self._loop.run(self.gateway.start(), timeout=30)
         self.environment = self._handler_environment()
         self._zygote.wait_ready()
         declared = template_functions()
-        concurrency = {"api": self.api_concurrency, "ws": self.ws_concurrency, "step": self.workers, "dlq": 1}
+        concurrency = {
+            "api": self.api_concurrency,
+            "ws": self.ws_concurrency,
+            "step": self.workers,
+            "dlq": 1,
+            "trigger": 1,
+        }
         for name, handler in self.handlers.items():
             spec = declared.get(HANDLERS[name]) or FunctionSpec(HANDLERS[name])
             timeout = spec.timeout_seconds
@@ -498,6 +549,13 @@ class LocalStack:
             workers=1,
         )
         self.poller.start()
+        self.scheduler = SchedulerEmulator(
+            self.client("scheduler"),
+            self.client("sqs"),
+            self.scheduler_resources.group,
+            self._clock,
+            functions={self.trigger_function_arn: self.functions["trigger"].invoke},
+        ).start()
         self.started_at = datetime.now(UTC)
         if self.state_file is not None:
             state_file.write(self.info(), self.state_file)
@@ -516,7 +574,9 @@ class LocalStack:
         }
 
     def _handler_environment(self) -> dict[str, str]:
-        assert self.resources is not None and self.gateway is not None
+        assert (
+            self.resources is not None and self.gateway is not None and self.scheduler_resources is not None
+        )
         environment = {
             "AWS_ENDPOINT_URL": self.moto_url,
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
@@ -528,6 +588,12 @@ class LocalStack:
             "STEP_QUEUE_URL": self.resources.queue_url,
             "WS_REPLAY_QUEUE_URL": self.resources.replay_url,
             "WS_MANAGEMENT_ENDPOINT": self.gateway.url,
+            "STEP_QUEUE_ARN": self.resources.queue_arn,
+            "SCHEDULER_GROUP": self.scheduler_resources.group,
+            "SCHEDULER_ROLE_ARN": self.scheduler_resources.role_arn,
+            "TRIGGER_FUNCTION_ARN": self.trigger_function_arn,
+            "TRIGGER_ROLE_ARN": self.scheduler_resources.role_arn,
+            "LOCAL_CLOCK_FILE": str(self._local_clock().path),
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": self.log_level,
             log_lines.FORMAT_VARIABLE: self.log_format,
@@ -554,6 +620,9 @@ class LocalStack:
     def stop(self) -> None:
         """Stop the poller (batches in flight get ``stop_grace`` seconds), the gateway (clients get
         ``$disconnect``), the functions, then save the data (with ``data_dir``) and stop moto."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         self._stop_saving.set()
         if self._saver is not None:
             self._saver.join()
@@ -592,6 +661,16 @@ class LocalStack:
             self.moto = None
         if self.state_file is not None:
             state_file.remove(self.state_file)
+        if self._clock_dir is not None:
+            self._clock_dir.cleanup()
+            self._clock_dir = None
+        self._clock = None
+
+    def _clock_answer(self, advance: float) -> dict[str, float]:
+        """``POST /_local/clock``'s answer: the clock moved ``advance`` seconds on, its time and offset."""
+        clock = self._local_clock()
+        now = clock.advance(advance) if advance else clock()
+        return {"now": now, "offset": clock.offset}
 
     def __enter__(self) -> LocalStack:
         return self.start()

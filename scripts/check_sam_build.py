@@ -7,13 +7,15 @@
   one anew), and there is no other bytecode;
 * the layer holds the dependencies, and its compiled extensions are built for the
   functions' architecture (arm64: aarch64 ELF files);
+* every module of the layer has its bytecode too, checked as the artifacts' is (SAM's
+  Python builder ships none: each cold start compiled what it imported);
 * every handler module imports with only the artifact, the layer and the standard
   library on ``sys.path`` (``python -I -S``), under the template's environment names.
 
 Parameters take their defaults unless ``--parameter NAME=VALUE`` gives the value the build
 used (``make sam-build-local`` builds with ``Architecture=x86_64``).
 
-The layer is built for arm64 by default; on another host its compiled extensions cannot load, so
+The layer is built for the Architecture parameter (arm64 by default); on another host its compiled extensions cannot load, so
 for those distributions the same version is installed for the host into a temporary
 directory placed ahead of the layer (pure-Python code still comes from the layer).
 
@@ -243,11 +245,11 @@ def _check(
                 )
                 if pip.returncode != 0:
                     problems.append(f"{name}: cannot install {dist}=={version} for {host}:\n{pip.stderr}")
+        problems.extend(f"{name}: {problem}" for problem in _bytecode_problems(site, tag))
         compiled = sum(1 for _ in site.rglob(f"*.{tag}.pyc"))
         sources = sum(1 for _ in site.rglob("*.py"))
-        note = "" if compiled else f" (no {tag} bytecode: a cold start compiles the modules it imports)"
         print(
-            f"{name}: {len(dists)} distributions, {_size(site) / 2**20:.1f} MiB, {compiled}/{sources} modules compiled{note}"
+            f"{name}: {len(dists)} distributions, {_size(site) / 2**20:.1f} MiB, {compiled}/{sources} modules compiled"
         )
 
     layer_paths = [str(p) for p in layers.values()]

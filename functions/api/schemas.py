@@ -11,10 +11,21 @@ from engine.graph import Graph
 from engine.model import GraphRecord, LogRecord, Run, RunError, RunStatus, fanout_summary
 from engine.service import MAX_CALLBACK_DATA_BYTES
 
+
+class Schema(BaseModel):
+    """The base of these models: each builds its validator and serializer when first used, not at import.
+
+    A request builds the models its route uses (and ``GET /openapi.json`` all of
+    them), so a cold start does not build the other twenty.
+    """
+
+    model_config = ConfigDict(defer_build=True)
+
+
 GRAPH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Schema):
     """Every error answer: a stable ``code`` to branch on and a ``message`` for people."""
 
     code: str = Field(examples=["graph_not_found"])
@@ -22,7 +33,7 @@ class ErrorBody(BaseModel):
     details: dict[str, Any] | None = None
 
 
-class GraphSummary(BaseModel):
+class GraphSummary(Schema):
     graph_id: str
     version: int
     name: str
@@ -42,17 +53,17 @@ class GraphDetail(GraphSummary):
         return cls(**record.summary(), definition=record.definition)
 
 
-class GraphList(BaseModel):
+class GraphList(Schema):
     graphs: list[GraphSummary]
 
 
-class Diagram(BaseModel):
+class Diagram(Schema):
     graph_id: str
     version: int
     mermaid: str
 
 
-class RunRequest(BaseModel):
+class RunRequest(Schema):
     """Start a run of a graph (its latest version unless ``version`` is given)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -73,7 +84,7 @@ class RunRequest(BaseModel):
     version: int | None = Field(default=None, ge=1)
 
 
-class RunAccepted(BaseModel):
+class RunAccepted(Schema):
     """A run that was started (or found by its idempotency key) and is going on in the background."""
 
     run_id: str
@@ -82,7 +93,7 @@ class RunAccepted(BaseModel):
     graph_version: int
 
 
-class WaitingView(BaseModel):
+class WaitingView(Schema):
     """What a run at a wait or callback node waits for, since and until when (epoch seconds).
 
     A callback's token is not here: it is in the run's log (the ``callback_waiting`` record).
@@ -94,7 +105,7 @@ class WaitingView(BaseModel):
     until: float = Field(description="When the wait ends, or the callback times out.")
 
 
-class RunView(BaseModel):
+class RunView(Schema):
     """A run as the API shows it: status, position, state, error and timestamps (epoch seconds)."""
 
     run_id: str
@@ -139,13 +150,13 @@ class RunView(BaseModel):
         )
 
 
-class CancelRequest(BaseModel):
+class CancelRequest(Schema):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(default="cancelled by request", min_length=1, max_length=500)
 
 
-class CallbackApproval(BaseModel):
+class CallbackApproval(Schema):
     """Approve the callback a run waits for: ``data`` is merged into the run's state, ``decision`` (if any)
     is written at state key ``decision``."""
 
@@ -159,7 +170,7 @@ class CallbackApproval(BaseModel):
     )
 
 
-class CallbackRejection(BaseModel):
+class CallbackRejection(Schema):
     """Reject the callback a run waits for: the node fails with ``CallbackRejected`` and this reason."""
 
     model_config = ConfigDict(extra="forbid")
@@ -167,7 +178,7 @@ class CallbackRejection(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class LogsPage(BaseModel):
+class LogsPage(Schema):
     """Log records with ``seq > after``, in order; ask again with ``after=next_after`` for the next page."""
 
     run_id: str
@@ -175,7 +186,7 @@ class LogsPage(BaseModel):
     next_after: int
 
 
-class ToolInfo(BaseModel):
+class ToolInfo(Schema):
     model_config = ConfigDict(populate_by_name=True)
 
     name: str
@@ -183,21 +194,21 @@ class ToolInfo(BaseModel):
     is_async: bool = Field(alias="async")
 
 
-class ToolList(BaseModel):
+class ToolList(Schema):
     tools: list[ToolInfo]
 
 
-class LegacyCreated(BaseModel):
+class LegacyCreated(Schema):
     graph_id: str
     version: int
 
 
-class LegacyRunRequest(BaseModel):
+class LegacyRunRequest(Schema):
     graph_id: str = Field(min_length=1, max_length=128)
     initial_state: dict[str, Any] = Field(default_factory=dict)
 
 
-class LegacyRunResult(BaseModel):
+class LegacyRunResult(Schema):
     """What ``POST /graph/run`` answered in the FastAPI versions: the run with its final state and log."""
 
     run_id: str
@@ -207,12 +218,12 @@ class LegacyRunResult(BaseModel):
     logs: list[LogRecord]
 
 
-class LegacyRunStarted(BaseModel):
+class LegacyRunStarted(Schema):
     run_id: str
     status: RunStatus
 
 
-class LegacyExecution(BaseModel):
+class LegacyExecution(Schema):
     """A run's status, current state and its log so far."""
 
     run_id: str
@@ -225,7 +236,7 @@ class LegacyExecution(BaseModel):
     logs: list[LogRecord]
 
 
-class DemoRequest(BaseModel):
+class DemoRequest(Schema):
     """Settings of the data-quality demo (``dq.initialize`` fills in a default for each one left out)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -238,7 +249,7 @@ class DemoRequest(BaseModel):
     max_iterations: int | None = Field(default=None, ge=1, le=10, description="Repair loops at most.")
 
 
-class DemoStarted(BaseModel):
+class DemoStarted(Schema):
     run_id: str
     graph_id: str
     status: RunStatus

@@ -83,6 +83,12 @@ class Settings(_FromEnvironment):
         DEFAULT_WAIT_BUDGET_SECONDS, ge=0, allow_inf_nan=False, alias="WAIT_BUDGET_SECONDS"
     )
     max_body_bytes: int = Field(MAX_BODY_BYTES, ge=1, alias="MAX_BODY_BYTES")
+    scheduler_group: str | None = Field(None, alias="SCHEDULER_GROUP")
+    scheduler_role_arn: str | None = Field(None, alias="SCHEDULER_ROLE_ARN")
+    step_queue_arn: str | None = Field(None, alias="STEP_QUEUE_ARN")
+    trigger_function_arn: str | None = Field(None, alias="TRIGGER_FUNCTION_ARN")
+    trigger_role_arn: str | None = Field(None, alias="TRIGGER_ROLE_ARN")
+    local_clock_file: str | None = Field(None, alias="LOCAL_CLOCK_FILE")
 
     @field_validator("isolation", mode="before")
     @classmethod
@@ -117,6 +123,16 @@ class Settings(_FromEnvironment):
         from engine.model import DEFAULT_MAX_SUBSCRIBERS_PER_RUN
 
         return self.max_subscribers_value or DEFAULT_MAX_SUBSCRIBERS_PER_RUN
+
+    @property
+    def timers_configured(self) -> bool:
+        """Whether long delays go to EventBridge Scheduler (``SCHEDULER_GROUP``, ``SCHEDULER_ROLE_ARN``, ``STEP_QUEUE_ARN``)."""
+        return bool(self.scheduler_group and self.scheduler_role_arn and self.step_queue_arn)
+
+    @property
+    def triggers_configured(self) -> bool:
+        """Whether graph triggers get schedules (``SCHEDULER_GROUP``, ``TRIGGER_FUNCTION_ARN``, ``TRIGGER_ROLE_ARN``)."""
+        return bool(self.scheduler_group and self.trigger_function_arn and self.trigger_role_arn)
 
     def isolates(self, receives: int) -> bool:
         """Whether a record delivered ``receives`` times runs its tool in a forked child."""

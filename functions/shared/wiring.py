@@ -2,11 +2,16 @@
 
 Nothing here runs at import: the service is built on the first request that
 needs it, and each boto3 client when a request first talks to its service (a
-``GET`` of a run makes no SQS, S3 or WebSocket client), all from one session.
+``GET`` of a run makes no SQS, S3 or WebSocket client), all from one botocore
+session: the clients are the ones boto3 makes, without importing boto3, which
+loads s3transfer and its resource layer that the handlers do not use.
 
 Configuration: the environment variables of :class:`functions.shared.settings.Settings`
 (the table, bucket, queue, WebSocket endpoint, tool modules, TTL, isolation,
-step timeout, memory, subscriber cap, WebSocket replay queue), read once by :func:`settings`.
+step timeout, memory, subscriber cap, WebSocket replay queue, scheduler group and roles, the
+local stack's clock file), read once by :func:`settings`. Without the scheduler's variables
+the service has no timers (a long delay is held by the step queue's consumer) and no trigger
+schedules.
 ``AWS_ENDPOINT_URL`` is honoured by boto3 itself; the local stack points it at moto.
 """
 
@@ -22,6 +27,7 @@ from engine.model import PublishResult, Run
 from engine.registry import REGISTRY, load_tool_modules
 from engine.runner import ForkRunner
 from engine.service import WorkflowService, max_node_timeout
+from functions.shared.clock import handler_clock
 from functions.shared.observability import logger, metrics
 from functions.shared.settings import settings as settings  # noqa: PLC0414 (re-exported: wiring.settings())
 
@@ -36,21 +42,21 @@ _clients_lock = threading.Lock()
 
 @cache
 def session() -> Any:
-    """The one boto3 session every client comes from, made on first use.
+    """The one botocore session every client comes from, made on first use.
 
     A session loads its configuration and data files once; a session per client
     would load them again for each.
     """
-    import boto3
+    import botocore.session
 
-    return boto3.session.Session()
+    return botocore.session.get_session()
 
 
 def client(service: str, endpoint_url: str | None = None, max_pool_connections: int | None = None) -> Any:
     """One boto3 client per service (and endpoint) per execution environment.
 
     ``max_pool_connections`` raises botocore's default of 10 HTTP connections for a
-    client that several threads share. Made under a lock: a boto3 session is not
+    client that several threads share. Made under a lock: a botocore session is not
     safe for threads that create clients at once.
     """
     return _client(service, endpoint_url, max_pool_connections)
@@ -63,7 +69,7 @@ def _client(service: str, endpoint_url: str | None, max_pool_connections: int | 
 
     config = Config(max_pool_connections=max_pool_connections) if max_pool_connections else None
     with _clients_lock:
-        return session().client(service, endpoint_url=endpoint_url, config=config)
+        return session().create_client(service, endpoint_url=endpoint_url, config=config)
 
 
 class LazyClient:
@@ -147,6 +153,26 @@ def service() -> WorkflowService:
     config = settings()
     load_tool_modules(config.tool_modules)
     step_timeout = config.step_function_timeout_seconds
+    timers = triggers = None
+    if config.timers_configured or config.triggers_configured:
+        from engine.aws.scheduler import SchedulerTimers, SchedulerTriggers
+
+        scheduler = LazyClient("scheduler")
+        group = str(config.scheduler_group)
+        if config.timers_configured:
+            timers = SchedulerTimers(
+                scheduler,  # type: ignore[arg-type]
+                group,
+                str(config.step_queue_arn),
+                str(config.scheduler_role_arn),
+            )
+        if config.triggers_configured:
+            triggers = SchedulerTriggers(
+                scheduler,  # type: ignore[arg-type]
+                group,
+                str(config.trigger_function_arn),
+                str(config.trigger_role_arn),
+            )
     return WorkflowService(
         graphs=store(),
         runs=store(),
@@ -156,6 +182,9 @@ def service() -> WorkflowService:
         isolated_runner=ForkRunner(function_memory_mb=config.function_memory_mb),
         max_node_timeout_seconds=max_node_timeout(step_timeout) if step_timeout else None,
         on_publish_error=publish_failed,
+        clock=handler_clock(config.local_clock_file),
+        timers=timers,
+        triggers=triggers,
     )
 
 

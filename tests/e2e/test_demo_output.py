@@ -73,3 +73,25 @@ def test_the_wf_hints_come_while_the_runs_go(demo_output: str) -> None:
     assert "logs" in lines[hint] and "--follow" in lines[hint]
     finished = min(i for i, line in enumerate(lines) if "SUCCEEDED:" in line)
     assert hint < finished
+
+
+def test_the_demo_compares_the_parallel_variant_with_the_sequential_pipeline() -> None:
+    from local.client import WorkflowClient
+    from local.demo import compare_variants, scenarios_for
+    from local.signing import client_auth
+    from local.stack import LocalStack
+
+    with LocalStack(port=0, moto_port=0, workers=4, log_level="WARNING") as stack:
+        auth = client_auth(stack.http_url, local_credential=stack.info().get("credential"))
+        with WorkflowClient(stack.http_url, stack.ws_url, auth=auth) as client:
+            from engine.graphs import load_graph_json
+
+            sequential = str(client.create_graph(load_graph_json("data_quality"))["graph_id"])
+            [scenario] = scenarios_for([200], seed=5)
+            comparison = compare_variants(client, scenario, sequential, chunks=(1, 3), timeout=120)
+
+    assert [v.name for v in comparison.variants] == ["sequential", "parallel, 1 chunks", "parallel, 3 chunks"]
+    assert all(v.status == "SUCCEEDED" for v in comparison.variants), comparison
+    assert comparison.same_report
+    assert comparison.variants[0].quality["rows_in"] == 200
+    assert comparison.variants[2].steps > comparison.variants[0].steps, "branch steps count"

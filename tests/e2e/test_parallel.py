@@ -72,3 +72,25 @@ def test_a_map_run_keeps_item_order_and_its_concurrency_bound(api: httpx.Client,
     assert most <= 4, f"{most} items ran at once"
     received = sorted(r["seq"] for r in records)
     assert received == list(range(len(run_logs(api, run_id))))
+
+
+def test_the_parallel_data_quality_variant_over_http_followed_over_the_websocket(
+    api: httpx.Client, stack: LocalStack
+) -> None:
+    from engine.graphs import load_graph_json
+
+    sequential = create_graph(api, load_graph_json("data_quality"))
+    parallel = create_graph(api, load_graph_json("data_quality_parallel"))
+    state = {"records": 300, "seed": 11}
+
+    run_id, records = follow(stack, api, parallel, {**state, "chunks_count": 4})
+    reference = wait_for_run(api, start_run(api, sequential, state), timeout=60)
+
+    run = wait_for_run(api, run_id, timeout=60)
+    assert run["status"] == reference["status"] == "SUCCEEDED", run.get("error")
+    assert run["state"]["report"] == reference["state"]["report"]
+    received = sorted(r["seq"] for r in records)
+    assert received == list(range(len(run_logs(api, run_id)))), "every record once, in seq order"
+    branches = {r["branch"] for r in records if r.get("branch")}
+    assert {"chunks[0]", "chunks[3]"} <= branches
+    assert sum(r["type"] == "joined" for r in records) >= 2, "two fan-outs per iteration"

@@ -364,7 +364,7 @@ def test_wait_runs_the_sample_dq_graph(api: Api) -> None:
     run = reply.json()
     assert (run["status"], run["current_node"], run["error"]) == ("SUCCEEDED", "detect", None)
     state = run["state"]
-    assert len(state["dataset"]) >= 40
+    assert len(state["table"]["dataset"]) >= 40
     assert {"profile", "anomalies"} <= state.keys()
 
 

@@ -1,4 +1,4 @@
-"""functions.shared.wiring on moto: one boto3 session, and a client only once a request uses its service."""
+"""functions.shared.wiring on moto: one botocore session, and a client only once a request uses its service."""
 
 from __future__ import annotations
 
@@ -23,6 +23,6 @@ def test_all_clients_come_from_one_session(aws: AwsEnv) -> None:
     dynamodb, sqs = wiring.client("dynamodb"), wiring.client("sqs")
     assert wiring.session() is session
     assert wiring.client("dynamodb") is dynamodb
-    assert dynamodb.meta.region_name == sqs.meta.region_name == session.region_name
+    assert dynamodb.meta.region_name == sqs.meta.region_name == session.get_config_variable("region")
     wiring.reset()
     assert wiring.session() is not session

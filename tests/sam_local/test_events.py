@@ -147,6 +147,13 @@ CASES: list[tuple[str, str, Check]] = [
     ("dlq_sqs", "DeadLetterFunction", no_batch_failures(seeded_run_still_running)),
     ("api_approve_callback", "ApiFunction", http(404, lambda b: b["code"] == "callback_not_found")),
     ("api_reject_callback", "ApiFunction", http(404, lambda b: b["code"] == "callback_not_found")),
+    ("trigger_upload", "TriggerFunction", lambda answer, _: answer["started"] is True or pytest.fail(answer)),
+    # The seeded graph declares no triggers: a schedule of its trigger 0 is stale and starts nothing.
+    (
+        "trigger_schedule",
+        "TriggerFunction",
+        lambda answer, _: answer == {"started": False, "reason": "trigger_removed"} or pytest.fail(answer),
+    ),
     ("api_cancel_run", "ApiFunction", http(200, lambda b: b["status"] == "CANCELLED")),
     ("api_redrive_run", "ApiFunction", http(409, lambda b: b["code"] == "run_not_redrivable")),
     ("api_delete_run", "ApiFunction", http_status(204)),

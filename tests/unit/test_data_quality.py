@@ -256,7 +256,7 @@ def _row(**values: Any) -> State:
 
 
 def _rules(rows: list[State]) -> list[State]:
-    state = {"dataset": rows, "iteration": 0}
+    state = {"table": {"dataset": rows}, "iteration": 0}
     state |= _call("profile", state, 0)
     state |= _call("detect", state, 1)
     rules: list[State] = _call("generate_rules", state, 2)["rules"]["items"]
@@ -308,7 +308,7 @@ def test_a_missing_number_without_a_median_to_fill_from_is_quarantined() -> None
 
 
 def test_apply_rules_refuses_rules_made_for_another_dataset() -> None:
-    state: State = {"dataset": [_row()], "rules": {"dataset_rows": 2, "items": []}}
+    state: State = {"table": {"dataset": [_row()]}, "rules": {"dataset_rows": 2, "items": []}}
     with pytest.raises(ValueError, match="made for 2 rows"):
         _call("apply_rules", state, 0)
 
@@ -334,10 +334,11 @@ def test_every_dropped_row_was_an_exact_copy_of_a_row_that_stayed() -> None:
     for name, before, update in _stages({"records": 1000}):
         if name != "apply_rules":
             continue
-        new_dropped = update["dropped_duplicates"][len(before["dropped_duplicates"]) :]
-        new_quarantined = update["quarantine"][len(before["quarantine"]) :]
-        kept = [row for row in before["dataset"] if not any(row is e["row"] for e in new_dropped)]
-        assert len(kept) == len(update["dataset"]) + len(new_quarantined)
+        old, new = before["table"], update["table"]
+        new_dropped = new["dropped_duplicates"][len(old["dropped_duplicates"]) :]
+        new_quarantined = new["quarantine"][len(old["quarantine"]) :]
+        kept = [row for row in old["dataset"] if not any(row is e["row"] for e in new_dropped)]
+        assert len(kept) == len(new["dataset"]) + len(new_quarantined)
         kept_keys = Counter(row_key(row) for row in kept)
         for entry in new_dropped:
             assert kept_keys[row_key(entry["row"])] >= 1, entry
@@ -385,7 +386,8 @@ def test_initialize_fills_the_defaults() -> None:
         0.95,
         5,
     )
-    assert len(update["dataset"]) == 300
+    assert len(update["table"]["dataset"]) == 300
+    assert update["table"]["quarantine"] == update["table"]["dropped_duplicates"] == []
     assert update["history"][0]["iteration"] == 0
 
 
@@ -459,7 +461,8 @@ def test_the_score_never_drops(runs: dict[int, Run], n: int) -> None:
 @pytest.mark.parametrize("n", SIZES)
 def test_no_good_row_is_deleted(runs: dict[int, Run], n: int) -> None:
     state = runs[n].state
-    dataset, quarantine, dropped = state["dataset"], state["quarantine"], state["dropped_duplicates"]
+    table = state["table"]
+    dataset, quarantine, dropped = table["dataset"], table["quarantine"], table["dropped_duplicates"]
     assert len(dataset) + len(quarantine) + len(dropped) == n
     original, _ = generate(n, 42)
     kept = [*dataset, *(entry["row"] for entry in quarantine)]
@@ -492,16 +495,17 @@ def test_the_report_has_the_great_expectations_shape(runs: dict[int, Run], n: in
         assert set(item["result"]) == REPORT_RESULT_KEYS
         assert item["success"] is (item["result"]["unexpected_count"] == 0)
         assert len(item["result"]["partial_unexpected_list"]) <= 5
-        assert item["result"]["element_count"] == len(state["dataset"])
+        assert item["result"]["element_count"] == len(state["table"]["dataset"])
     stats = report["statistics"]
     assert stats["evaluated_expectations"] == len(CHECKS)
     assert stats["successful_expectations"] + stats["unsuccessful_expectations"] == len(CHECKS)
     quality = report["quality"]
     assert quality["history"] == state["history"]
     assert quality["iterations"] == len(state["history"]) - 1
-    assert quality["quarantined_count"] == len(state["quarantine"])
-    assert quality["dropped_duplicate_count"] == len(state["dropped_duplicates"])
-    assert (quality["rows_in"], quality["rows_out"]) == (n, len(state["dataset"]))
+    table = state["table"]
+    assert quality["quarantined_count"] == len(table["quarantine"])
+    assert quality["dropped_duplicate_count"] == len(table["dropped_duplicates"])
+    assert (quality["rows_in"], quality["rows_out"]) == (n, len(table["dataset"]))
     assert quality["anomalies_found"] == quality["anomalies_fixed"] + quality["anomalies_quarantined"]
     assert quality["anomalies_found"] > 0
     assert sum(quality["quarantine_reasons"].values()) >= quality["quarantined_count"]
@@ -519,10 +523,10 @@ def test_the_first_report_lists_what_failed() -> None:
 def test_same_seed_same_report(runs: dict[int, Run]) -> None:
     again = _run(_new_driver(), {"records": 600, "seed": 42})
     assert again.state["report"] == runs[600].state["report"]
-    assert again.state["dataset"] == runs[600].state["dataset"]
+    assert again.state["table"] == runs[600].state["table"]
     other = _run(_new_driver(), {"records": 600, "seed": 7})
     assert other.status is RunStatus.SUCCEEDED
-    assert other.state["dataset"] != runs[600].state["dataset"]
+    assert other.state["table"]["dataset"] != runs[600].state["table"]["dataset"]
 
 
 def test_the_iteration_cap_ends_the_loop() -> None:

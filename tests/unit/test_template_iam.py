@@ -63,6 +63,9 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "delete_object": frozenset({"s3:DeleteObject"}),
     "delete_objects": frozenset({"s3:DeleteObject"}),
     "list_objects_v2": frozenset({"s3:ListBucket"}),
+    # EventBridge Scheduler: a schedule's target role is passed to the scheduler at creation.
+    "create_schedule": frozenset({"scheduler:CreateSchedule", "iam:PassRole"}),
+    "delete_schedule": frozenset({"scheduler:DeleteSchedule"}),
     # API Gateway management API
     "post_to_connection": frozenset({"execute-api:ManageConnections"}),
     "get_connection": frozenset({"execute-api:ManageConnections"}),
@@ -79,16 +82,32 @@ TRANSACT_PARTS = {
 
 # Actions a function's modules can call but the function never does, with the reason.
 _DELETES_ONLY_FROM_THE_API = "only DELETE /graphs/{id} and DELETE /runs/{id} delete graphs and runs"
+_NO_SCHEDULES = "it never moves a run past a wait nor changes a graph, so it creates and deletes no schedule"
 NOT_NEEDED: dict[str, dict[str, str]] = {
     "DeadLetterFunction": {
         "sqs:SendMessage": "fail_run only commits the run as FAILED; it enqueues nothing",
         "dynamodb:DeleteItem": _DELETES_ONLY_FROM_THE_API,
+        "scheduler:CreateSchedule": "fail_run only cancels a failed run's timer (DeleteSchedule)",
+        "iam:PassRole": "fail_run creates no schedule, so it passes no role",
     },
-    "WebSocketFunction": {"dynamodb:DeleteItem": _DELETES_ONLY_FROM_THE_API},
+    "WebSocketFunction": {
+        "dynamodb:DeleteItem": _DELETES_ONLY_FROM_THE_API,
+        "scheduler:CreateSchedule": _NO_SCHEDULES,
+        "scheduler:DeleteSchedule": _NO_SCHEDULES,
+        "iam:PassRole": _NO_SCHEDULES,
+    },
     "StepFunction": {"dynamodb:DeleteItem": _DELETES_ONLY_FROM_THE_API},
+    "TriggerFunction": {
+        "dynamodb:DeleteItem": _DELETES_ONLY_FROM_THE_API,
+        "scheduler:CreateSchedule": "start_triggered_run only starts runs, whose first message is due at once",
+        "execute-api:ManageConnections": "starting a run publishes nothing: its records go out from its steps",
+        "scheduler:DeleteSchedule": _NO_SCHEDULES,
+        "iam:PassRole": _NO_SCHEDULES,
+    },
 }
 
 _STATE_BUCKET_OBJECTS = "${StateBucket.Arn}/*"  # object keys: a wildcard under the bucket is required
+_SCHEDULES = "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${ScheduleGroup}/*"
 _CONNECTIONS = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${Stage}/POST/@connections/*"
 
 # The one resource each action may be granted on (CloudFormation references, as strings).
@@ -100,11 +119,17 @@ RESOURCES: dict[str, str] = {
     "s3:DeleteObject": _STATE_BUCKET_OBJECTS,
     "s3:ListBucket": "StateBucket.Arn",
     "execute-api:ManageConnections": _CONNECTIONS,
+    "scheduler:*": _SCHEDULES,
+    "iam:PassRole": "TimerSchedulerRole.Arn",
 }
 
 # Where a function's resource differs: the WebSocket function sends only to its replay queue (never
 # starts or advances a run) and also reads whether a connection is open (GET @connections/{id}).
+_BOTH_ROLES = frozenset({"TimerSchedulerRole.Arn", "TriggerSchedulerRole.Arn"})
 FUNCTION_RESOURCES: dict[str, dict[str, frozenset[str]]] = {
+    # The API creates timers (a callback's time-out on resume) and the graphs' trigger schedules.
+    "ApiFunction": {"iam:PassRole": _BOTH_ROLES},
+    "JwtApiFunction": {"iam:PassRole": _BOTH_ROLES},
     "WebSocketFunction": {
         "sqs:SendMessage": frozenset({"WebSocketReplayQueue.Arn"}),
         "execute-api:ManageConnections": frozenset({_CONNECTIONS, _CONNECTIONS.replace("/POST/", "/GET/")}),

@@ -23,6 +23,7 @@ good row lowers it: the score rises only by repairing rows or by dropping exact
 duplicates, whose values the kept copy still holds.
 """
 
+from engine.tools.dq import parallel as parallel
 from engine.tools.dq import stages as stages
 from engine.tools.dq.checks import CHECKS, quality_score, run_checks
 from engine.tools.dq.dataset import COLUMNS, generate

@@ -12,7 +12,7 @@ every check, divided by the rows in the dataset plus the rows in quarantine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,24 +197,34 @@ class CheckResult:
         }
 
 
+def run_row_check(check: Check, rows: Sequence[Row]) -> CheckResult:
+    """Run the row-level ``check`` on each of ``rows``."""
+    if check.test is None:
+        raise ValueError(f"{check.name} is not a row-level check")
+    unexpected: list[int] = []
+    missing = 0
+    for index, row in enumerate(rows):
+        verdict = check.test(row)
+        if verdict is None:
+            missing += 1
+        elif not verdict:
+            unexpected.append(index)
+    return CheckResult(check, len(rows), missing, tuple(unexpected))
+
+
+def unique_result(element_count: int, repeats: Mapping[int, int]) -> CheckResult:
+    """The ``rows_unique`` result of ``element_count`` rows whose repeats (:func:`first_occurrences`) are ``repeats``."""
+    return CheckResult(CHECKS_BY_NAME[UNIQUE], element_count, 0, tuple(sorted(repeats)))
+
+
 def run_checks(rows: Sequence[Row]) -> list[CheckResult]:
     """Run every check on ``rows``, in :data:`CHECKS` order."""
-    results: list[CheckResult] = []
-    for check in CHECKS:
-        if check.test is None:
-            repeats = first_occurrences(rows)
-            results.append(CheckResult(check, len(rows), 0, tuple(sorted(repeats))))
-            continue
-        unexpected: list[int] = []
-        missing = 0
-        for index, row in enumerate(rows):
-            verdict = check.test(row)
-            if verdict is None:
-                missing += 1
-            elif not verdict:
-                unexpected.append(index)
-        results.append(CheckResult(check, len(rows), missing, tuple(unexpected)))
-    return results
+    return [
+        unique_result(len(rows), first_occurrences(rows))
+        if check.test is None
+        else run_row_check(check, rows)
+        for check in CHECKS
+    ]
 
 
 def row_failures(row: Row) -> list[str]:

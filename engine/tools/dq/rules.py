@@ -120,24 +120,55 @@ class RuleStats:
 
 @dataclass
 class Outcome:
-    """The dataset after the rules, and the rows that left it."""
+    """The dataset after the rules, and the rows that left it.
+
+    ``kept`` holds the index in the input of each row of ``rows``; ``repaired``
+    the indices of the kept rows a rule changed (their new dicts are in ``rows``).
+    """
 
     rows: list[Row] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     dropped: list[dict[str, Any]] = field(default_factory=list)
     stats: list[RuleStats] = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)
+    repaired: list[int] = field(default_factory=list)
 
 
-def apply_rules(rows: Sequence[Row], rules: Sequence[Mapping[str, Any]], iteration: int) -> Outcome:
-    """Apply ``rules`` to the rows their checks flag in ``rows``; never changes ``rows`` or its dicts."""
+def order_rules(rules: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """``rules`` in the order they run (priority, then check); raises ``ValueError`` for an unknown check or action."""
     ordered = sorted(rules, key=lambda rule: (int(rule["priority"]), str(rule["check"])))
     for rule in ordered:
         if rule["check"] not in CHECKS_BY_NAME:
             raise ValueError(f"rule for unknown check {rule['check']!r}")
         if rule["action"] not in (DROP, QUARANTINE, *REPAIRS):
             raise ValueError(f"rule with unknown action {rule['action']!r}")
+    return ordered
+
+
+def apply_rules(rows: Sequence[Row], rules: Sequence[Mapping[str, Any]], iteration: int) -> Outcome:
+    """Apply ``rules`` to the rows their checks flag in ``rows``; never changes ``rows`` or its dicts."""
+    ordered = order_rules(rules)
     flagged = {result.check.name: set(result.unexpected) for result in run_checks(rows)}
     repeats = first_occurrences(rows)
+    return apply_flagged(rows, ordered, flagged, repeats, rows.__getitem__, iteration)
+
+
+def apply_flagged(
+    rows: Sequence[Row],
+    ordered: Sequence[Mapping[str, Any]],
+    flagged: Mapping[str, set[int]],
+    repeats: Mapping[int, int],
+    row_at: Callable[[int], Row],
+    iteration: int,
+) -> Outcome:
+    """Apply the rules ``ordered`` (from :func:`order_rules`) to the rows of ``rows`` that ``flagged`` names.
+
+    ``flagged`` maps every check a rule is for to the indices of ``rows`` it
+    flags. ``repeats`` maps each index of ``rows`` that repeats an earlier row
+    to that row's index for ``row_at``: an index of ``rows`` in
+    :func:`apply_rules`, of the whole dataset for a chunk of it (the earlier
+    row may be in another chunk). Never changes ``rows`` or its dicts.
+    """
     stats = [RuleStats(str(rule["check"]), str(rule["action"])) for rule in ordered]
     outcome = Outcome(stats=stats)
     for index, row in enumerate(rows):
@@ -146,11 +177,12 @@ def apply_rules(rows: Sequence[Row], rules: Sequence[Mapping[str, Any]], iterati
         ]
         if not mine:
             outcome.rows.append(row)
+            outcome.kept.append(index)
             continue
         for _, stat in mine:
             stat.selected += 1
         if any(rule["action"] == DROP for rule, _ in mine):
-            first = rows[repeats[index]]
+            first = row_at(repeats[index])
             if row_key(first) != row_key(row):
                 raise AssertionError(f"row {index} is not an exact copy of row {repeats[index]}")
             outcome.dropped.append({"row": row, "iteration": iteration})
@@ -179,6 +211,8 @@ def apply_rules(rows: Sequence[Row], rules: Sequence[Mapping[str, Any]], iterati
                 stat.quarantined += 1
         else:
             outcome.rows.append(updated)
+            outcome.kept.append(index)
+            outcome.repaired.append(index)
             for _, stat in mine:
                 stat.repaired += 1
     return outcome

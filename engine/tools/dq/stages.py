@@ -4,15 +4,22 @@ Each stage reads the state and returns only the keys it changes; none changes
 the state it is given. State keys, by the stage that writes them:
 
 * ``dq.initialize``: ``records``, ``seed``, ``target_score``, ``max_iterations``
-  (the settings, defaults filled in), ``dataset``, ``quarantine``,
-  ``dropped_duplicates``, ``injected``, ``iteration`` (0), ``history`` (the
-  baseline), ``quality_score``, ``anomaly_count``, ``target_met``, ``can_iterate``.
+  (the settings, defaults filled in), ``table``, ``injected``, ``iteration`` (0),
+  ``history`` (the baseline), ``quality_score``, ``anomaly_count``, ``target_met``,
+  ``can_iterate``.
 * ``dq.profile``: ``profile``. ``dq.detect``: ``anomalies``.
   ``dq.generate_rules``: ``rules``.
-* ``dq.apply_rules``: ``dataset``, ``quarantine``, ``dropped_duplicates``, ``applied``.
+* ``dq.apply_rules``: ``table``, ``applied``.
 * ``dq.evaluate``: ``iteration``, ``quality_score``, ``anomaly_count``,
   ``target_met``, ``can_iterate``, ``history``.
 * ``dq.report``: ``report``.
+
+``table`` holds where every generated row is: ``dataset`` (the rows being
+checked), ``quarantine`` and ``dropped_duplicates`` (the rows set aside, each
+entry ``{"row", "iteration", ...}``). The three lists are one value because a
+row leaves the dataset only to enter one of the others: they change together,
+and one value is one write (an S3 object for a large dataset, whatever its
+size) where three would add two DynamoDB items a write (``docs/data-quality.md``).
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ SCORE_FORMULA = "passing dataset rows / (dataset rows + quarantined rows)"
 State = dict[str, Any]
 
 
-def _integer(state: State, key: str, default: int, low: int, high: int) -> int:
+def integer_setting(state: State, key: str, default: int, low: int, high: int) -> int:
     value = state.get(key, default)
     if value is None:
         value = default
@@ -68,17 +75,24 @@ def _score_setting(state: State) -> float:
     return float(value)
 
 
-def _dataset(state: State) -> list[Row]:
-    rows = state.get("dataset")
+def _table(state: State) -> dict[str, Any]:
+    table = state.get("table")
+    if not isinstance(table, dict):
+        raise ValueError("the state has no table: the pipeline starts with dq.initialize")
+    return table
+
+
+def current_rows(state: State) -> list[Row]:
+    rows = _table(state).get("dataset")
     if not isinstance(rows, list):
-        raise ValueError("the state has no dataset: the pipeline starts with dq.initialize")
+        raise ValueError("the table has no dataset: the pipeline starts with dq.initialize")
     return rows
 
 
 def _rows_left(state: State, key: str) -> list[dict[str, Any]]:
-    entries = state.get(key) or []
+    entries = _table(state).get(key) or []
     if not isinstance(entries, list):
-        raise ValueError(f"{key} must be a list")
+        raise ValueError(f"table.{key} must be a list")
     return entries
 
 
@@ -98,7 +112,7 @@ class _Assessment:
 
 
 def _assess(state: State) -> _Assessment:
-    rows = _dataset(state)
+    rows = current_rows(state)
     quarantine = _rows_left(state, "quarantine")
     results = run_checks(rows)
     return _Assessment(
@@ -113,10 +127,10 @@ def _assess(state: State) -> _Assessment:
 @tool("dq.initialize", description="Make a synthetic customer dataset with injected problems")
 def initialize(state: State, ctx: ToolContext) -> State:
     """Generate ``records`` rows from ``seed`` and record the baseline score as iteration 0."""
-    records = _integer(state, "records", DEFAULT_RECORDS, 1, MAX_RECORDS)
-    seed = _integer(state, "seed", DEFAULT_SEED, -(2**63), 2**63 - 1)
+    records = integer_setting(state, "records", DEFAULT_RECORDS, 1, MAX_RECORDS)
+    seed = integer_setting(state, "seed", DEFAULT_SEED, -(2**63), 2**63 - 1)
     target = _score_setting(state)
-    max_iterations = _integer(state, "max_iterations", DEFAULT_MAX_ITERATIONS, 1, MAX_ITERATIONS_CAP)
+    max_iterations = integer_setting(state, "max_iterations", DEFAULT_MAX_ITERATIONS, 1, MAX_ITERATIONS_CAP)
     rows, injected = generate(records, seed)
     results = run_checks(rows)
     score = _score(rows, results, 0)
@@ -137,9 +151,7 @@ def initialize(state: State, ctx: ToolContext) -> State:
         "seed": seed,
         "target_score": target,
         "max_iterations": max_iterations,
-        "dataset": rows,
-        "quarantine": [],
-        "dropped_duplicates": [],
+        "table": {"dataset": rows, "quarantine": [], "dropped_duplicates": []},
         "injected": injected,
         "iteration": 0,
         "history": [baseline],
@@ -163,11 +175,32 @@ def format_family(value: str) -> str:
     return value
 
 
-def _profile_column(rows: Sequence[Row], column: str) -> dict[str, Any]:
-    values = [row.get(column) for row in rows]
-    given = [v for v in values if present(v)]
+def column_nulls_and_formats(rows: Sequence[Row], column: str) -> tuple[int, Counter[str]]:
+    """The parts of a column's profile that add up over any split of the rows.
+
+    How many values are missing, and how many strings there are of each
+    :func:`format_family`, in the order the families first occur.
+    """
+    nulls = 0
+    families: Counter[str] = Counter()
+    for row in rows:
+        value = row.get(column)
+        if not present(value):
+            nulls += 1
+        elif isinstance(value, str):
+            families[format_family(value)] += 1
+    return nulls, families
+
+
+def column_profile(rows: Sequence[Row], column: str, nulls: int, families: Counter[str]) -> dict[str, Any]:
+    """A column's statistics, given its :func:`column_nulls_and_formats` over ``rows``.
+
+    Computes the rest from ``rows``: the distinct values and the numeric
+    range, mean and median, which no split of the rows adds up to.
+    """
+    given = [v for v in (row.get(column) for row in rows) if present(v)]
     stats: dict[str, Any] = {
-        "null_count": len(values) - len(given),
+        "null_count": nulls,
         "distinct_count": len({v if isinstance(v, str | int | float) else repr(v) for v in given}),
     }
     numbers = [v for v in given if isinstance(v, int | float) and not isinstance(v, bool)]
@@ -178,49 +211,51 @@ def _profile_column(rows: Sequence[Row], column: str) -> dict[str, Any]:
             mean=round(statistics.fmean(numbers), 2),
             median=statistics.median(numbers),
         )
-    texts = [v for v in given if isinstance(v, str)]
-    if texts:
-        families = Counter(format_family(v) for v in texts)
+    if families:
         stats["format_count"] = len(families)
         stats["formats"] = [{"format": f, "count": c} for f, c in families.most_common(TOP_FORMATS)]
     return stats
 
 
+def profile_value(state: State, rows: Sequence[Row], columns: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ``profile`` state value of ``rows`` from each column's :func:`column_profile`."""
+    return {"iteration": int(state.get("iteration", 0)) + 1, "row_count": len(rows), "columns": columns}
+
+
 @tool("dq.profile", description="Profile each column: nulls, distinct values, numeric range, formats")
 def profile(state: State, ctx: ToolContext) -> State:
     """Per-column statistics of the current dataset."""
-    rows = _dataset(state)
+    rows = current_rows(state)
+    columns = {
+        column: column_profile(rows, column, *column_nulls_and_formats(rows, column)) for column in COLUMNS
+    }
+    return {"profile": profile_value(state, rows, columns)}
+
+
+def anomalies_value(state: State, rows: Sequence[Row], results: Sequence[CheckResult]) -> dict[str, Any]:
+    """The ``anomalies`` state value: what every check (``results``, in :data:`CHECKS` order) found in ``rows``."""
     return {
-        "profile": {
-            "iteration": int(state.get("iteration", 0)) + 1,
-            "row_count": len(rows),
-            "columns": {column: _profile_column(rows, column) for column in COLUMNS},
-        }
+        "iteration": int(state.get("iteration", 0)) + 1,
+        "total": anomaly_count(results),
+        "rows_failing": len(failing_rows(results)),
+        "checks": {
+            result.check.name: {
+                "column": result.check.column,
+                "expectation": result.check.expectation,
+                "count": result.unexpected_count,
+                "examples": result.examples(rows),
+            }
+            for result in results
+            if not result.success
+        },
     }
 
 
 @tool("dq.detect", description="Run every check and count the anomalies of each, with examples")
 def detect(state: State, ctx: ToolContext) -> State:
     """Anomalies per failing check: count and a few example values."""
-    rows = _dataset(state)
-    results = run_checks(rows)
-    return {
-        "anomalies": {
-            "iteration": int(state.get("iteration", 0)) + 1,
-            "total": anomaly_count(results),
-            "rows_failing": len(failing_rows(results)),
-            "checks": {
-                result.check.name: {
-                    "column": result.check.column,
-                    "expectation": result.check.expectation,
-                    "count": result.unexpected_count,
-                    "examples": result.examples(rows),
-                }
-                for result in results
-                if not result.success
-            },
-        }
-    }
+    rows = current_rows(state)
+    return {"anomalies": anomalies_value(state, rows, run_checks(rows))}
 
 
 def _median(state: State, column: str) -> int | None:
@@ -266,16 +301,14 @@ def generate_rules(state: State, ctx: ToolContext) -> State:
     return {
         "rules": {
             "iteration": anomalies.get("iteration"),
-            "dataset_rows": len(_dataset(state)),
+            "dataset_rows": len(current_rows(state)),
             "items": rules,
         }
     }
 
 
-@tool("dq.apply_rules", description="Repair, quarantine or drop the rows the rules were made for")
-def apply(state: State, ctx: ToolContext) -> State:
-    """Apply the rules; quarantined rows and dropped duplicates are kept in their own lists."""
-    rows = _dataset(state)
+def rule_plan(state: State, rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """The rules ``dq.generate_rules`` made, checked to be made for ``rows``."""
     plan = state.get("rules")
     if not isinstance(plan, dict):
         raise ValueError("the state has no rules: dq.generate_rules runs before dq.apply_rules")
@@ -283,22 +316,43 @@ def apply(state: State, ctx: ToolContext) -> State:
         raise ValueError(
             f"the rules were made for {plan.get('dataset_rows')} rows, the dataset has {len(rows)}"
         )
-    iteration = int(state.get("iteration", 0)) + 1
-    outcome = apply_rules(rows, plan.get("items") or [], iteration)
-    stats = [s.as_dict() for s in outcome.stats]
+    items: list[dict[str, Any]] = plan.get("items") or []
+    return items
+
+
+def applied_update(
+    state: State,
+    rows: list[Row],
+    quarantined: list[dict[str, Any]],
+    dropped: list[dict[str, Any]],
+    stats: list[dict[str, Any]],
+) -> State:
+    """``dq.apply_rules``'s update: the table after the rules and what each rule did (``stats``, as dicts)."""
     return {
-        "dataset": outcome.rows,
-        "quarantine": [*_rows_left(state, "quarantine"), *outcome.quarantined],
-        "dropped_duplicates": [*_rows_left(state, "dropped_duplicates"), *outcome.dropped],
+        "table": {
+            "dataset": rows,
+            "quarantine": [*_rows_left(state, "quarantine"), *quarantined],
+            "dropped_duplicates": [*_rows_left(state, "dropped_duplicates"), *dropped],
+        },
         "applied": {
-            "iteration": iteration,
+            "iteration": int(state.get("iteration", 0)) + 1,
             "rules": stats,
             "fixed": sum(s["repaired"] + s["dropped"] for s in stats),
             "quarantined": sum(s["quarantined"] for s in stats),
-            "quarantined_rows": len(outcome.quarantined),
-            "dropped_rows": len(outcome.dropped),
+            "quarantined_rows": len(quarantined),
+            "dropped_rows": len(dropped),
         },
     }
+
+
+@tool("dq.apply_rules", description="Repair, quarantine or drop the rows the rules were made for")
+def apply(state: State, ctx: ToolContext) -> State:
+    """Apply the rules; quarantined rows and dropped duplicates are kept in their own lists."""
+    rows = current_rows(state)
+    iteration = int(state.get("iteration", 0)) + 1
+    outcome = apply_rules(rows, rule_plan(state, rows), iteration)
+    stats = [s.as_dict() for s in outcome.stats]
+    return applied_update(state, outcome.rows, outcome.quarantined, outcome.dropped, stats)
 
 
 @tool("dq.evaluate", description="Score the dataset and decide whether another iteration is needed")
@@ -309,7 +363,7 @@ def evaluate(state: State, ctx: ToolContext) -> State:
     remaining = anomaly_count(results)
     iteration = int(state.get("iteration", 0)) + 1
     target = _score_setting(state)
-    max_iterations = _integer(state, "max_iterations", DEFAULT_MAX_ITERATIONS, 1, MAX_ITERATIONS_CAP)
+    max_iterations = integer_setting(state, "max_iterations", DEFAULT_MAX_ITERATIONS, 1, MAX_ITERATIONS_CAP)
     applied = state.get("applied") or {}
     detected = (state.get("anomalies") or {}).get("total", 0)
     entry = {
