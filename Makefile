@@ -19,7 +19,8 @@ PY312 = $(eval PY312 := $(shell { python3.12 -c 'import sys; print(sys.executabl
 endif
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv test lint fmt typecheck sam-validate sam-build sam-build-local sam-local demo dev bench clean
+.PHONY: venv test lint fmt typecheck sam-validate sam-build sam-build-local sam-local demo dev bench clean \
+	dashboard-vendor chromium test-browser screenshots
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +30,7 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-test: venv
+test: venv chromium
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # The Data Quality Pipeline, three scenarios at once, on the stack `make dev` runs (else one started
@@ -51,6 +52,41 @@ lint: venv
 fmt: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The dashboard's vendored libraries (functions/api/dashboard/vendor/, checked in with their
+# licences): fetched with npm at the pinned versions, only by this target, never at run time.
+MERMAID_VERSION := 11.17.2
+AWS4FETCH_VERSION := 1.0.20
+DASHBOARD_VENDOR := functions/api/dashboard/vendor
+dashboard-vendor:
+	rm -rf .dashboard-vendor && mkdir -p .dashboard-vendor
+	cd .dashboard-vendor && npm pack --silent mermaid@$(MERMAID_VERSION) aws4fetch@$(AWS4FETCH_VERSION) >/dev/null
+	mkdir -p .dashboard-vendor/mermaid .dashboard-vendor/aws4fetch $(DASHBOARD_VENDOR)
+	tar -xzf .dashboard-vendor/mermaid-$(MERMAID_VERSION).tgz -C .dashboard-vendor/mermaid
+	tar -xzf .dashboard-vendor/aws4fetch-$(AWS4FETCH_VERSION).tgz -C .dashboard-vendor/aws4fetch
+	cp .dashboard-vendor/mermaid/package/dist/mermaid.min.js $(DASHBOARD_VENDOR)/mermaid.min.js
+	cp .dashboard-vendor/mermaid/package/LICENSE $(DASHBOARD_VENDOR)/mermaid.LICENSE
+	cp .dashboard-vendor/aws4fetch/package/dist/aws4fetch.esm.mjs $(DASHBOARD_VENDOR)/aws4fetch.esm.mjs
+	cp .dashboard-vendor/aws4fetch/package/LICENSE $(DASHBOARD_VENDOR)/aws4fetch.LICENSE
+	printf 'mermaid %s\naws4fetch %s\n' $(MERMAID_VERSION) $(AWS4FETCH_VERSION) > $(DASHBOARD_VENDOR)/VERSIONS
+	rm -rf .dashboard-vendor
+
+# Debian's chromium, for the browser tests (tests/browser: Playwright's Python package drives
+# /usr/bin/chromium; no browser is downloaded). Installed if missing, as root (CI runs on a fresh
+# machine), as scripts/lambda_image/with_docker.sh installs docker.io. `make test` runs the browser
+# tests when chromium is there and skips them (saying why) when it is not.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "chromium: missing and not root: the browser tests will be skipped (apt-get install chromium)" >&2; exit 0; fi; \
+	  echo "chromium: installing Debian's chromium"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test-browser: venv chromium
+	$(BIN)/pytest -q -p no:cacheprovider tests/browser
+
+# docs/screenshots/run.png and editor.png, taken by the browser tests' code on a fresh local stack.
+screenshots: venv chromium
+	GRAPHFLOW_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/browser/test_screenshots.py
 
 bench: venv
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

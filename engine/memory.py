@@ -116,6 +116,20 @@ class InMemoryRunStore:
             raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id) from None
         return _detached(run)
 
+    def list_runs(
+        self, owner: str, *, limit: int = 50, status: str | None = None, graph_id: str | None = None
+    ) -> list[Run]:
+        with self._lock:
+            runs = [
+                r
+                for r in self._runs.values()
+                if r.owner == owner
+                and (status is None or r.status == status)
+                and (graph_id is None or r.graph_id == graph_id)
+            ]
+        runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+        return [_detached(r) for r in runs[:limit]]
+
     def get_run_owner(self, run_id: str) -> str | None:
         try:
             return self._runs[run_id].owner

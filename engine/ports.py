@@ -42,6 +42,14 @@ class RunStore(Protocol):
     def get_run(self, run_id: str) -> Run:
         """The run, read strongly consistent; :class:`RunNotFoundError` if absent."""
 
+    def list_runs(
+        self, owner: str, *, limit: int = 50, status: str | None = None, graph_id: str | None = None
+    ) -> list[Run]:
+        """``owner``'s runs, newest first, at most ``limit``, of ``status`` and ``graph_id`` if given.
+
+        The runs' states are not read.
+        """
+
     def get_run_owner(self, run_id: str) -> str | None:
         """The run's owner, without reading its state; :class:`RunNotFoundError` if absent."""
 

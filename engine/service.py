@@ -235,6 +235,19 @@ class WorkflowService:
     def list_graphs(self, limit: int = 100, *, owner: str = LOCAL_OWNER) -> list[GraphRecord]:
         return self.graphs.list_graphs(owner, limit)
 
+    def list_runs(
+        self,
+        limit: int = 50,
+        *,
+        status: RunStatus | None = None,
+        graph_id: str | None = None,
+        owner: str = LOCAL_OWNER,
+    ) -> list[Run]:
+        """``owner``'s runs, newest first, without their states."""
+        return self.runs.list_runs(
+            owner, limit=limit, status=status.value if status is not None else None, graph_id=graph_id
+        )
+
     def delete_graph(self, graph_id: str, *, owner: str = LOCAL_OWNER) -> int:
         """Delete every version of a graph; return how many there were.
 

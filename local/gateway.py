@@ -34,6 +34,14 @@ HTTP API does; responses to requests with an ``Origin`` get
 ``Access-Control-Allow-Origin``. Without an authenticator nothing is checked and
 no caller is filled in.
 
+Routes the template opens with ``Auth: Authorizer: NONE`` (the dashboard's page and
+files, :func:`public_routes`) are not authenticated and carry no caller, as on AWS.
+Their responses never get ``Access-Control-Allow-Origin``. With ``page_config``, an
+HTML page they answer to a request for a loopback host (``127.0.0.1``,
+``localhost``, ``[::1]``) gets that configuration merged into its
+``<script id="graphflow-config">`` (the local stack puts its developer key there, so
+the dashboard needs no set-up: docs/dashboard.md says why only there).
+
 Handlers are called as ``handler(event, context)`` in a thread pool: plain
 Lambda handlers, or :class:`local.runtime.LocalFunction` objects that run them
 in their own processes. Messages of one connection are handled one at a time,
@@ -48,6 +56,7 @@ import base64
 import contextlib
 import json
 import logging
+import re
 import secrets
 import string
 import threading
@@ -134,6 +143,55 @@ def cors_configuration(template: dict[str, Any] | None = None) -> dict[str, Any]
             if isinstance(cors, dict):
                 return cors
     return {}
+
+
+def public_routes(template: dict[str, Any] | None = None) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """The HTTP API routes the template opens with ``Auth: Authorizer: NONE``: ``(method, path pattern)``.
+
+    A ``{name}`` path part matches one segment, ``{name+}`` the rest of the path.
+    """
+    resources = (template if template is not None else load_template()).get("Resources", {})
+    routes: dict[tuple[str, str], re.Pattern[str]] = {}
+    for spec in resources.values():
+        if spec.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in ((spec.get("Properties") or {}).get("Events") or {}).values():
+            props = event.get("Properties") or {}
+            auth = props.get("Auth") or {}
+            if event.get("Type") != "HttpApi" or auth.get("Authorizer") != "NONE":
+                continue
+            method, path = str(props.get("Method", "ANY")).upper(), str(props.get("Path", "/"))
+            pattern = re.sub(
+                r"\\\{[^/{}]+\\\}",
+                lambda m: ".+" if m.group(0).endswith("+\\}") else "[^/]+",
+                re.escape(path),
+            )
+            routes[(method, path)] = re.compile(f"^{pattern}$")
+    return tuple((method, pattern) for (method, _), pattern in routes.items())
+
+
+_CONFIG_SCRIPT = re.compile(r'(<script type="application/json" id="graphflow-config">)(.*?)(</script>)', re.S)
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a ``Host`` header names this machine's loopback (not a name an attacker's DNS could point here)."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name.lower() in _LOOPBACK_HOSTS
+
+
+def merge_page_config(html: str, extra: dict[str, Any]) -> str:
+    """``html`` with ``extra`` merged into its config script's JSON (``<`` escaped)."""
+
+    def merged(match: re.Match[str]) -> str:
+        try:
+            config = json.loads(match.group(2) or "{}")
+        except ValueError:
+            config = {}
+        text = json.dumps({**config, **extra}, separators=(",", ":")).replace("<", "\\u003c")
+        return match.group(1) + text + match.group(3)
+
+    return _CONFIG_SCRIPT.sub(merged, html, count=1)
 
 
 def _request_time(now: float) -> str:
@@ -296,6 +354,8 @@ class Gateway:
         ws_stage: the WebSocket API's stage name in events (``requestContext.stage``).
         routes: the WebSocket route keys; default: :func:`websocket_routes` from the template.
         max_workers: threads that wait on handler invocations.
+        page_config: merged into the dashboard page's configuration on loopback hosts (see the module docstring).
+        public: the ``(method, path pattern)`` routes served without authentication; default: :func:`public_routes`.
     """
 
     def __init__(
@@ -313,6 +373,8 @@ class Gateway:
         api_id: str = "local",
         authenticator: Authenticator | None = None,
         cors: dict[str, Any] | None = None,
+        page_config: dict[str, Any] | None = None,
+        public: Iterable[tuple[str, re.Pattern[str]]] | None = None,
         clock_handler: Callable[[float], dict[str, float]] | None = None,
     ) -> None:
         self.http_handler = http_handler
@@ -328,6 +390,8 @@ class Gateway:
         self.api_id = api_id
         self.authenticator = authenticator
         self.cors = cors if cors is not None else cors_configuration()
+        self.page_config = page_config
+        self.public = tuple(public) if public is not None else public_routes()
         self.connections: dict[str, Connection] = {}
         self.port: int | None = None
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gateway")
@@ -432,7 +496,8 @@ class Gateway:
             return web.json_response({"message": "Not Found"}, status=404)
         body = await request.read()
         event = http_event(request, body, api_id=self.api_id)
-        if self.authenticator is not None:
+        public = self._is_public(request.method, request.rel_url.path)
+        if self.authenticator is not None and not public:
             caller = self.authenticator.http(request.method, self._url(request), request.headers, body)
             if isinstance(caller, Rejection):
                 return web.json_response({"message": caller.message}, status=caller.status)
@@ -449,8 +514,25 @@ class Gateway:
             log.exception("HTTP handler returned a malformed response: %r", result)
             return web.json_response({"message": "Internal Server Error"}, status=500)
         response.headers["apigw-requestid"] = request_id
+        if public:
+            return self._page(request, response)
         if self.cors and "Origin" in request.headers:
             response.headers["Access-Control-Allow-Origin"] = ",".join(self.cors.get("AllowOrigins") or ["*"])
+        return response
+
+    def _is_public(self, method: str, path: str) -> bool:
+        return any(m in (method.upper(), "ANY") and pattern.match(path) for m, pattern in self.public)
+
+    def _page(self, request: web.Request, response: web.Response) -> web.Response:
+        """A public route's response: no CORS header; an HTML page gets ``page_config`` on a loopback host."""
+        host = request.headers.get("Host", "")
+        html = response.content_type == "text/html" and response.status == 200
+        if self.page_config is None or not html or not is_loopback_host(host) or response.body is None:
+            return response
+        assert isinstance(response.body, bytes)
+        extra = {**self.page_config, "ws_url": f"ws://{host}{self.ws_path}"}
+        response.body = merge_page_config(response.body.decode("utf-8"), extra).encode("utf-8")
+        response.headers["Cache-Control"] = "no-store"
         return response
 
     # WebSocket API

@@ -345,6 +345,13 @@ class LocalStack:
             raise RuntimeError("the local stack is not started")
         return self.gateway
 
+    def page_config(self) -> dict[str, Any]:
+        """What the dashboard is told when served by this stack on 127.0.0.1: the auth mode, and the developer key."""
+        if self.auth == "sigv4" and self.credential is not None:
+            key = {"access_key": self.credential.access_key, "secret_key": self.credential.secret_key}
+            return {"auth": "iam", "region": REGION, "credentials": key}
+        return {"auth": "jwt" if self.auth == "jwt" else "none"}
+
     def client(self, service: str) -> Any:
         """A boto3 client for moto (``dynamodb``, ``sqs``, ``s3``) with the stack's fake credentials."""
         if service not in self._clients:
@@ -466,7 +473,12 @@ class LocalStack:
 
         self._loop = EventLoopThread()
         self.gateway = Gateway(
-            None, None, port=self.port, authenticator=self.authenticator, clock_handler=self._clock_answer
+            None,
+            None,
+            port=self.port,
+            authenticator=self.authenticator,
+            clock_handler=self._clock_answer,
+            page_config=self.page_config(),
         )
         self._loop.run(self.gateway.start(), timeout=30)
         self.environment = self._handler_environment()
@@ -843,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"local stack up in {time.monotonic() - started:.1f}s (pid {os.getpid()})",
                     f"  HTTP API   {stack.http_url}",
                     f"  WebSocket  {stack.ws_url}",
+                    f"  dashboard  {stack.http_url}/dashboard",
                     f"  moto       {stack.moto_url}",
                     f"  state      {args.state_file}",
                     f"  data       {args.data_dir} ({_restored(stack)})",

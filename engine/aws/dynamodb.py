@@ -14,6 +14,7 @@ pk                            sk                          holds
 ``RUN#{run_id}``              ``VAL#{digest}``            one state value (see :mod:`.state`)
 ``RUN#{run_id}``              ``LOG#{first:010d}#{tok}``  one commit's log records (see :mod:`.runlog`)
 ``IDEM#{owner}#{key}``        ``IDEM``                    the run an owner started with an idempotency key
+``RUNS#{owner}``              ``R#{created_at}#{run_id}`` an owner's run, for listing (``graph_id``)
 ``CONN#{connection_id}``      ``RUN#{run_id}``            a run a WebSocket connection follows
 ============================  ==========================  =============================================
 
@@ -33,6 +34,11 @@ under the old ``GRAPHS`` and ``IDEM#{key}`` keys, which no owner reads.
   idempotency item, the run and its log item; if the key is taken, the run that
   holds it is returned. The idempotency item expires no later than its run; an
   expired one is taken over.
+* list_runs: ``Query`` of ``RUNS#{owner}`` newest first (``graph_id`` filtered in the
+  query), then ``BatchGetItem`` of the run items (their status), a page at a time
+  until ``limit`` runs of the status asked for are found. create_run writes the
+  listing item (in its transaction, or with one more ``PutItem``: 1 WRU a run);
+  delete_run deletes it.
 * get_run: ``GetItem`` of the run item, strongly consistent; no value. Its state
   is a :class:`~engine.lazystate.LazyState`: reading a key that is not inline
   fetches it then (``BatchGetItem`` of value items, ``GetObject`` of a blob), and
@@ -190,6 +196,10 @@ def _run_key(run_id: str) -> Item:
     return {"pk": s(_run_pk(run_id)), "sk": s("RUN")}
 
 
+def _listing_key(owner: str, created_at: float, run_id: str) -> Item:
+    return {"pk": s(f"RUNS#{owner}"), "sk": s(f"R#{created_at:020.6f}#{run_id}")}
+
+
 def _state_key(key: str) -> str:
     """The map key for a state key: an attribute name cannot be empty, so ``""`` and ``~...`` gain a ``~``."""
     return "~" + key if not key or key.startswith("~") else key
@@ -276,6 +286,11 @@ class DynamoStore(GraphTable, ConnectionTable):
         token = new_token() if records else None
         item = self._run_item(run, entries, token, now)
         logs = log_items(_run_pk(run.run_id), records, token, None, now + self.ttl_seconds) if token else []
+        if run.owner is not None:
+            logs = [
+                *logs,
+                {**_listing_key(run.owner, run.created_at, run.run_id), "graph_id": s(run.graph_id)},
+            ]
         if run.idempotency_key:
             existing = self._create_idempotent(run, run.idempotency_key, item, logs, now)
             if existing is not None:
@@ -356,6 +371,47 @@ class DynamoStore(GraphTable, ConnectionTable):
         if item is None:
             raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
         return self._run(item)
+
+    def list_runs(
+        self, owner: str, *, limit: int = 50, status: str | None = None, graph_id: str | None = None
+    ) -> list[Run]:
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :r)",
+            "ExpressionAttributeValues": {":pk": s(f"RUNS#{owner}"), ":r": s("R#")},
+            "ScanIndexForward": False,
+            "Limit": max(limit, 1) if status is None else 100,
+        }
+        if graph_id is not None:
+            params["FilterExpression"] = "graph_id = :g"
+            params["ExpressionAttributeValues"][":g"] = s(graph_id)
+        found: list[Run] = []
+        while len(found) < limit:
+            out = self.client.query(**params)
+            ids = [str(i["sk"]["S"]).rsplit("#", 1)[1] for i in cast(list[Item], out.get("Items", []))]
+            runs = {run.run_id: run for run in self._runs_by_id(ids)}
+            found.extend(runs[i] for i in ids if i in runs and (status is None or runs[i].status == status))
+            if "LastEvaluatedKey" not in out:
+                break
+            params["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        return found[:limit]
+
+    def _runs_by_id(self, run_ids: list[str]) -> list[Run]:
+        """The run items of ``run_ids`` that exist (``BatchGetItem``, 100 at a time)."""
+        out: list[Run] = []
+        for start in range(0, len(run_ids), 100):
+            keys = [_run_key(i) for i in dict.fromkeys(run_ids[start : start + 100])]
+            while keys:
+                reply = cast(
+                    dict[str, Any],
+                    self.client.batch_get_item(
+                        RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}}
+                    ),
+                )
+                out.extend(self._run(item) for item in reply["Responses"].get(self.table, []))
+                unprocessed: dict[str, Any] = reply.get("UnprocessedKeys") or {}
+                keys = list(unprocessed.get(self.table, {}).get("Keys", []))
+        return out
 
     def get_run_owner(self, run_id: str) -> str | None:
         item = self._get(_run_key(run_id), ("pk", "owner"))
@@ -574,7 +630,7 @@ class DynamoStore(GraphTable, ConnectionTable):
                 raise
 
     def delete_run(self, run_id: str) -> None:
-        item = self._get(_run_key(run_id), ("pk", "idem_key", "owner"))
+        item = self._get(_run_key(run_id), ("pk", "idem_key", "owner", "created_at"))
         if item is None:
             raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
         try:
@@ -600,6 +656,11 @@ class DynamoStore(GraphTable, ConnectionTable):
                 ConsistentRead=True,
             )
         )
+        run_owner = text(item, "owner")
+        if run_owner is not None:
+            self.client.delete_item(
+                TableName=self.table, Key=_listing_key(run_owner, float(item["created_at"]["N"]), run_id)
+            )
         key = text(item, "idem_key")
         if key:
             try:

@@ -17,6 +17,7 @@ request; ``MAX_BODY_BYTES`` (default 1 MiB): larger bodies get a 413.
 from __future__ import annotations
 
 from functools import cache
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
@@ -26,7 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.api import errors
 from functions.api.body import loads_json
-from functions.api.routes import callbacks, graphs, legacy, runs, tools
+from functions.api.routes import callbacks, dashboard, graphs, legacy, runs, tools
 from functions.shared.observability import logger, metrics, tracer
 
 TITLE = "graphflow"
@@ -45,6 +46,7 @@ app.include_router(runs.router)
 app.include_router(callbacks.router)
 app.include_router(tools.router)
 app.include_router(legacy.router)
+app.include_router(dashboard.router)
 
 
 @cache
@@ -58,8 +60,13 @@ def openapi_json() -> Response[str]:
 
 
 @app.get("/", include_in_schema=False)
-def index() -> dict[str, str]:
-    return {"name": TITLE, "version": API_VERSION, "docs": DOCS_PATH, "openapi": "/openapi.json"}
+def index() -> Response[Any]:
+    """The dashboard to a browser, the API's name and links as JSON to other clients."""
+    if dashboard.wants_html(app.current_event.headers.get("accept")):
+        return dashboard.page()
+    body = {"name": TITLE, "version": API_VERSION, "docs": DOCS_PATH, "openapi": "/openapi.json"}
+    body["dashboard"] = "/dashboard"
+    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, body)
 
 
 @cache

@@ -57,10 +57,27 @@ class GraphList(Schema):
     graphs: list[GraphSummary]
 
 
+class RunList(Schema):
+    runs: list[dict[str, Any]] = Field(
+        description="Each run without its state: status, graph, position, error and timestamps (as GET /runs/{id} with include_state=false)."
+    )
+
+
 class Diagram(Schema):
     graph_id: str
     version: int
     mermaid: str
+
+
+class GraphProblem(Schema):
+    where: str = Field(description="The path the problem names: `nodes.x`, `edges.y`, `start_node`...")
+    message: str
+
+
+class GraphValidation(Schema):
+    valid: bool
+    problems: list[GraphProblem]
+    mermaid: str | None = Field(description="The graph as a Mermaid flowchart; `null` when it is invalid.")
 
 
 class RunRequest(Schema):

@@ -586,3 +586,34 @@ def test_only_a_failed_or_timed_out_run_can_be_reopened(runs: RunStore, status: 
     with pytest.raises(StaleStepError):
         runs.commit(read, reopen, records)
     assert runs.get_run(run.run_id).status is status
+
+
+# listing
+
+
+def test_list_runs_gives_an_owners_runs_newest_first_filtered_by_status_and_graph(runs: RunStore) -> None:
+    made = []
+    for i in range(5):
+        run, records = new_run(f"run-{i}", {"i": i})
+        run = run.model_copy(
+            update={"created_at": 1_700_000_000.0 + i, "graph_id": "g-even" if i % 2 == 0 else "g-odd"}
+        )
+        made.append(runs.create_run(run, records))
+    theirs, records = new_run("run-theirs", owner=OTHER_OWNER)
+    runs.create_run(theirs, records)
+    done = step(runs, made[1], status=RunStatus.SUCCEEDED)
+
+    assert [r.run_id for r in runs.list_runs(OWNER)] == ["run-4", "run-3", "run-2", "run-1", "run-0"]
+    assert [r.run_id for r in runs.list_runs(OWNER, limit=2)] == ["run-4", "run-3"]
+    assert [r.run_id for r in runs.list_runs(OWNER, graph_id="g-even")] == ["run-4", "run-2", "run-0"]
+    assert [r.run_id for r in runs.list_runs(OWNER, status="SUCCEEDED")] == ["run-1"]
+    assert runs.list_runs(OWNER, status="SUCCEEDED")[0].status == done.status
+    assert [r.run_id for r in runs.list_runs(OTHER_OWNER)] == ["run-theirs"]
+    assert runs.list_runs("nobody") == []
+
+
+def test_a_deleted_run_leaves_the_listing(runs: RunStore) -> None:
+    run = create(runs)
+    ended = step(runs, run, status=RunStatus.SUCCEEDED)
+    runs.delete_run(ended.run_id)
+    assert runs.list_runs(OWNER) == []

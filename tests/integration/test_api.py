@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from engine.errors import GraphNotFoundError
+from engine.graphs import load_graph_json
 from engine.model import RunStatus, StepMessage
 from engine.tools.dq import stages
 from functions.api import app as api_app
@@ -54,6 +55,7 @@ SAMPLE_STATUSES = {
     "api_run_logs": 404,
     "api_cancel_run": 404,
     "api_redrive_run": 404,
+    "api_list_runs": 200,
     "api_approve_callback": 404,
     "api_reject_callback": 404,
     "api_delete_graph": 404,
@@ -67,6 +69,9 @@ SAMPLE_STATUSES = {
     "api_legacy_graph_state": 404,
     "api_legacy_execution": 404,
     "api_demo_run_data_quality": 200,
+    "api_dashboard": 200,
+    "api_dashboard_asset": 200,
+    "api_validate_graph": 200,
 }
 
 
@@ -496,9 +501,10 @@ def test_openapi_document(api: Api) -> None:
     paths = doc["paths"]
     expected = {
         "/graphs": {"get", "post"},
+        "/graphs/validate": {"post"},
         "/graphs/{graph_id}": {"get", "put", "delete"},
         "/graphs/{graph_id}/diagram": {"get"},
-        "/runs": {"post"},
+        "/runs": {"get", "post"},
         "/runs/{run_id}": {"get", "delete"},
         "/runs/{run_id}/logs": {"get"},
         "/runs/{run_id}/state/{key}": {"get"},
@@ -559,7 +565,7 @@ def test_unknown_route_is_404(api: Api) -> None:
         reply = api("api_list_graphs", path=path, method=method)
         assert reply.status == 404
         assert reply.json() == {"code": "route_not_found", "message": f"no route for {method} {path}"}
-    for path, method, allowed in (("/graphs", "DELETE", "GET, POST"), ("/runs", "GET", "POST")):
+    for path, method, allowed in (("/graphs", "DELETE", "GET, POST"), ("/runs", "DELETE", "GET, POST")):
         reply = api("api_list_graphs", path=path, method=method)
         assert reply.status == 405
         assert reply.json()["code"] == "method_not_allowed"
@@ -703,3 +709,21 @@ def test_read_one_state_value(api: Api) -> None:
     missing = api("api_get_run", path=f"/runs/{run_id}/state/nope")
     assert missing.status == 404
     assert missing.json()["code"] == "state_key_not_found"
+
+
+def test_list_runs_over_http_newest_first_and_filtered(api: Api) -> None:
+    graph_id = api.create_graph(load_graph_json("data_quality"))
+    started = []
+    for records in (10, 20):
+        reply = api("api_start_run", body={"graph_id": graph_id, "initial_state": {"records": records}})
+        assert reply.status == 202, reply.text
+        started.append(reply.json()["run_id"])
+
+    reply = api("api_list_runs", query={"limit": "10"})
+    assert reply.status == 200, reply.text
+    runs = reply.json()["runs"]
+    assert [r["run_id"] for r in runs] == started[::-1]
+    assert all(r["state"] is None and r["graph_id"] == graph_id for r in runs)
+
+    assert api("api_list_runs", query={"status": "SUCCEEDED"}).json()["runs"] == []
+    assert api("api_list_runs", query={"status": "nope"}).status in (400, 422)

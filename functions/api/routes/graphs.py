@@ -16,10 +16,21 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
+from engine.errors import InvalidGraphError
 from engine.mermaid import to_mermaid
 from functions.api.body import graph_definition
 from functions.api.caller import owner
-from functions.api.schemas import GRAPH_ID_PATTERN, Diagram, GraphDetail, GraphList, GraphSummary, errors, ok
+from functions.api.schemas import (
+    GRAPH_ID_PATTERN,
+    Diagram,
+    GraphDetail,
+    GraphList,
+    GraphProblem,
+    GraphSummary,
+    GraphValidation,
+    errors,
+    ok,
+)
 from functions.shared import wiring
 
 router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
@@ -75,6 +86,26 @@ def create_graph(
     raw = graph_definition(router.current_event)
     record = wiring.service().create_graph(raw, graph_id=graph_id, owner=owner(router))
     return _created(GraphSummary.of(record))
+
+
+@router.post(
+    "/graphs/validate",
+    summary="Validate a graph without storing it",
+    description="200 with `valid`, every problem found (each with the path it names, e.g. `nodes.x`, "
+    "`edges.y`) and, for a valid graph, its Mermaid flowchart. A body that is not JSON is a 400.",
+    tags=["graphs"],
+    responses={**ok(200, "The validation result", GraphValidation), **errors(400, 413, 415)},
+    openapi_extensions=GRAPH_BODY,
+)
+def validate_graph() -> GraphValidation:
+    owner(router)  # authenticated like the other graph routes
+    raw = graph_definition(router.current_event)
+    try:
+        graph = wiring.service().validate(raw)
+    except InvalidGraphError as exc:
+        problems = [GraphProblem(where=p.where, message=p.message) for p in exc.problems]
+        return GraphValidation(valid=False, problems=problems, mermaid=None)
+    return GraphValidation(valid=True, problems=[], mermaid=to_mermaid(graph))
 
 
 @router.put(

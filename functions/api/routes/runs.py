@@ -14,12 +14,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from engine import limits
 from engine.errors import ResponseTooLargeError, StateKeyNotFoundError
-from engine.model import Run
+from engine.model import Run, RunStatus
 from functions.api.caller import owner
 from functions.api.schemas import (
     CancelRequest,
     LogsPage,
     RunAccepted,
+    RunList,
     RunRequest,
     RunView,
     errors,
@@ -138,6 +139,22 @@ def start_run(request: Annotated[RunRequest, Body()]) -> Response[Any]:
     count_started("queue")
     logger.info("run started", extra={"graph_id": run.graph_id, "graph_version": run.graph_version})
     return accepted(run)
+
+
+@router.get(
+    "/runs",
+    summary="List runs",
+    description="The caller's runs, newest first, without their states; filtered by `status` and `graph_id`.",
+    tags=["runs"],
+    responses={**ok(200, "The runs", RunList), **errors()},
+)
+def list_runs(
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    status: Annotated[RunStatus | None, Query(description="Only runs in this status.")] = None,
+    graph_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+) -> RunList:
+    runs = wiring.service().list_runs(limit, status=status, graph_id=graph_id, owner=owner(router))
+    return RunList(runs=[RunView.of(run, include_state=False).model_dump(mode="json") for run in runs])
 
 
 @router.get(
