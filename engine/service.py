@@ -47,7 +47,7 @@ from engine.errors import (
 )
 from engine.fanout import branch_message, branch_view, decide_branch, running_messages
 from engine.graph import Graph
-from engine.limits import MAX_STATE_DEPTH, check_state, json_depth, state_bytes
+from engine.limits import MAX_STATE_DEPTH, check_state, json_depth, state_bytes, updated_state_bytes
 from engine.model import (
     CALLBACK_HISTORY,
     DeliveryNote,
@@ -956,7 +956,8 @@ class WorkflowService:
         until then it stays as the run's wake-up. ``data`` must be a JSON
         object and ``decision`` JSON, together within
         :data:`MAX_CALLBACK_DATA_BYTES` and :data:`~engine.limits.MAX_STATE_DEPTH`;
-        a body refused leaves the token unused.
+        a body refused leaves the token unused, as does an approval whose data
+        the run's state cannot take (a bad key, too many keys, too large).
         """
         run_id, position, secret = _parse_token(token)
         digest = digest_of(secret)
@@ -986,6 +987,8 @@ class WorkflowService:
             now = self.clock()
             if now >= waiting.until:
                 raise CallbackExpiredError("this callback timed out before it was used")
+            if approved:
+                _check_callback_state(run, data, decision)
             compiled = self.compiled(run.graph_id, run.graph_version)
             outcome = resolved(
                 compiled, run, now, approved=approved, data=data, decision=decision, reason=reason
@@ -1087,6 +1090,18 @@ def _check_callback_body(data: Any, decision: Any) -> None:
         raise PayloadTooLargeError(
             f"callback data and decision take {size} bytes as JSON; the limit is {MAX_CALLBACK_DATA_BYTES}"
         )
+
+
+def _check_callback_state(run: Run, data: dict[str, Any] | None, decision: Any) -> None:
+    """:class:`BadRequestError` (a bad or empty key, too many keys) or :class:`StateTooLargeError`
+    unless ``run``'s state can take the approval's updates."""
+    updates = dict(data or {})
+    if decision is not None:
+        updates["decision"] = decision
+    try:
+        updated_state_bytes(run.state, updates, run.state_bytes, "the state after this callback")
+    except ValueError as exc:
+        raise BadRequestError(str(exc)) from None
 
 
 def _parse_token(token: str) -> tuple[str, tuple[int, int], str]:

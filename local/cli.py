@@ -59,6 +59,10 @@ _TYPE_STYLES = {
     "run_failed": "bold red",
     "run_cancelled": "bold yellow",
     "run_timed_out": "bold red",
+    "wait_started": "yellow",
+    "callback_waiting": "bold yellow",
+    "callback_received": "green",
+    "run_redriven": "bold cyan",
 }
 _STATUS_STYLES = {
     "SUCCEEDED": "bold green",
@@ -167,6 +171,32 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("run_id", metavar="RUN_ID")
     cancel.add_argument("--reason", help="why (kept in the run's error)")
 
+    redrive = commands.add_parser(
+        "redrive", help="resume a FAILED or TIMED_OUT run from the node that failed", parents=[common]
+    )
+    redrive.add_argument("run_id", metavar="RUN_ID")
+
+    approve = commands.add_parser(
+        "approve",
+        help="approve the callback a run waits for (the token is in its callback_waiting log record)",
+        parents=[common],
+    )
+    approve.add_argument("callback_token", metavar="TOKEN")
+    approve.add_argument(
+        "--data",
+        metavar="JSON_OR_FILE",
+        help="merged into the run's state: a JSON object as text, a file, or - for stdin",
+    )
+    approve.add_argument(
+        "--decision", metavar="JSON", help="kept at state key decision: a JSON value, or else taken as text"
+    )
+
+    reject = commands.add_parser(
+        "reject", help="reject the callback a run waits for: its node fails", parents=[common]
+    )
+    reject.add_argument("callback_token", metavar="TOKEN")
+    reject.add_argument("--reason", required=True, metavar="TEXT", help="why (the node's error message)")
+
     commands.add_parser("tools", help="list the registered tools", parents=[common])
     commands.add_parser("endpoints", help="show which endpoints wf would use, and why", parents=[common])
     return parser
@@ -222,6 +252,7 @@ def format_record(record: LogRecord) -> Text:
     """One log line: seq, time, type, node, duration, message."""
     clock = time.strftime("%H:%M:%S", time.localtime(record.ts)) + f".{int(record.ts % 1 * 1000):03d}"
     duration = f"{record.duration_ms:.1f} ms" if record.duration_ms is not None else ""
+    token = record.data.get("token") if record.type.value == "callback_waiting" and record.data else None
     return Text.assemble(
         (f"{record.seq:>5} ", "dim"),
         f"{clock} ",
@@ -229,6 +260,7 @@ def format_record(record: LogRecord) -> Text:
         f" {record.node or '-':<18}",
         (f"{duration:>10}  ", "dim"),
         record.message,
+        (f" (token {token})" if token else "", "bold"),
     )
 
 
@@ -263,8 +295,43 @@ def state_value(state: Any, path: str) -> Any:
     return value
 
 
+def _duration(seconds: float) -> str:
+    """``3d 4h``, ``2h 5m``, ``4m 10s``, ``12s``: the two largest units."""
+    total = max(0, round(seconds))
+    parts = [
+        (total // 86400, "d"),
+        (total % 86400 // 3600, "h"),
+        (total % 3600 // 60, "m"),
+        (total % 60, "s"),
+    ]
+    while len(parts) > 1 and parts[0][0] == 0:
+        parts.pop(0)
+    return " ".join(f"{value}{unit}" for value, unit in parts[:2])
+
+
+def describe_waiting(waiting: dict[str, Any], now: float) -> str:
+    """What a run waits for and until when: ``a callback at approval; it times out 2026-12-02 10:00:00 (in 23h 59m)``."""
+    what = "a callback" if waiting.get("kind") == "callback" else "a timer"
+    until = waiting.get("until")
+    left = ""
+    if isinstance(until, int | float):
+        left = f" (in {_duration(until - now)})" if until > now else " (due now)"
+    timeout = " times out" if waiting.get("kind") == "callback" else " ends"
+    return f"{what} at {waiting.get('node')}; it{timeout} {_when(until)}{left}"
+
+
+def callback_token(client: WorkflowClient, run_id: str) -> str | None:
+    """The token of the run's last ``callback_waiting`` record (read from its log), if it has one."""
+    token = None
+    for record in client.all_logs(run_id):
+        if record.type.value == "callback_waiting" and isinstance(record.data, dict):
+            token = record.data.get("token")
+    return str(token) if token else None
+
+
 def show_run(output: Output, run: dict[str, Any], client: WorkflowClient) -> None:
     status = str(run.get("status", "?"))
+    token = None
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -283,7 +350,14 @@ def show_run(output: Output, run: dict[str, Any], client: WorkflowClient) -> Non
             f"{fanout['kind']} from {fanout['node']}: {fanout['arrived']} of {fanout['size']} arrived at "
             f"{fanout['join']}" + (f"; running {running}" if running else ""),
         )
+    waiting = run.get("waiting")
+    if waiting:
+        table.add_row("waiting", Text(describe_waiting(waiting, time.time()), style="yellow"))
+        if waiting.get("kind") == "callback":
+            token = callback_token(client, str(run.get("run_id")))
     table.add_row("created", _when(run.get("created_at")))
+    if run.get("redriven_at"):
+        table.add_row("redriven", _when(run["redriven_at"]))
     if run.get("finished_at"):
         elapsed = float(run["finished_at"]) - float(run.get("created_at", run["finished_at"]))
         table.add_row("finished", f"{_when(run['finished_at'])} ({elapsed:.2f} s)")
@@ -293,6 +367,14 @@ def show_run(output: Output, run: dict[str, Any], client: WorkflowClient) -> Non
         table.add_row("error", Text(f"{error.get('type')}{where}: {error.get('message')}", style="red"))
     table.add_row("url", client.run_url(str(run.get("run_id"))))
     output.print(table)
+    if token:
+        output.print(Text.assemble(("token", "bold"), f"    {token}"))
+        output.print(
+            Text(
+                f"approve with `wf approve {token}`, reject with `wf reject {token} --reason TEXT`",
+                style="dim",
+            )
+        )
     state = run.get("state")
     if state:
         keys = Table(title="state", title_justify="left", show_header=True, header_style="bold")
@@ -450,6 +532,65 @@ def cmd_cancel(args: argparse.Namespace, client: WorkflowClient, output: Output)
     return EXIT_OK
 
 
+def _moved(output: Output, what: str, run: dict[str, Any]) -> None:
+    """``what`` happened to ``run``: where it is now."""
+    status = str(run.get("status"))
+    line = Text.assemble(
+        f"{what}: run ",
+        (str(run.get("run_id")), "bold"),
+        " is ",
+        (status, _STATUS_STYLES.get(status, "bold")),
+    )
+    if run.get("current_node") and status not in TERMINAL_STATUSES:
+        line.append(f" at {run['current_node']}")
+    error = run.get("error")
+    if error and status in TERMINAL_STATUSES:
+        line.append(f" ({error.get('type')}: {error.get('message')})", style="red")
+    output.print(line)
+
+
+def cmd_redrive(args: argparse.Namespace, client: WorkflowClient, output: Output) -> int:
+    run = client.redrive_run(args.run_id)
+    if output.as_json:
+        output.json(run)
+        return EXIT_OK
+    _moved(output, "redriven", run)
+    redriven = [r.seq for r in client.all_logs(args.run_id) if r.type.value == "run_redriven"]
+    after = f" --after {redriven[-1] - 1}" if redriven else ""
+    output.print(Text(f"follow it with: wf logs {args.run_id} --follow{after}", style="dim"))
+    return EXIT_OK
+
+
+def parse_decision(value: str) -> Any:
+    """``--decision``: a JSON value, or the text itself if it is not JSON (``--decision ship``)."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def cmd_approve(args: argparse.Namespace, client: WorkflowClient, output: Output) -> int:
+    data = load_json_argument(args.data) if args.data is not None else None
+    if data is not None and not isinstance(data, dict):
+        raise UsageError("--data: the callback's data is a JSON object")
+    decision = parse_decision(args.decision) if args.decision is not None else None
+    run = client.approve_callback(args.callback_token, data=data, decision=decision)
+    if output.as_json:
+        output.json(run)
+    else:
+        _moved(output, "approved", run)
+    return EXIT_OK
+
+
+def cmd_reject(args: argparse.Namespace, client: WorkflowClient, output: Output) -> int:
+    run = client.reject_callback(args.callback_token, args.reason)
+    if output.as_json:
+        output.json(run)
+    else:
+        _moved(output, "rejected", run)
+    return EXIT_OK
+
+
 def cmd_tools(args: argparse.Namespace, client: WorkflowClient, output: Output) -> int:
     tools = client.list_tools()
     if output.as_json:
@@ -484,6 +625,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, WorkflowClient, Output], int]]
     "status": cmd_status,
     "logs": cmd_logs,
     "cancel": cmd_cancel,
+    "redrive": cmd_redrive,
+    "approve": cmd_approve,
+    "reject": cmd_reject,
     "tools": cmd_tools,
 }
 

@@ -5,7 +5,8 @@ The same client works against the local stack and a deployed one;
 stack, then the CloudFormation stack's outputs).
 
 Following a log (:meth:`WorkflowClient.follow`) yields each record once, in
-``seq`` order, with no gap, until the run's terminal record:
+``seq`` order, with no gap, until the run's terminal record (the last one: a
+redriven run's log goes on after a ``run_redriven`` record):
 
 * a :class:`ReorderBuffer` holds records that arrive ahead of a missing one (a
   live frame can overtake the backlog) and drops ``seq`` values already yielded;
@@ -328,6 +329,32 @@ class WorkflowClient:
         )
         return result
 
+    def redrive_run(self, run_id: str) -> dict[str, Any]:
+        """``POST /runs/{id}/redrive``: a FAILED or TIMED_OUT run goes on from the node that failed."""
+        result: dict[str, Any] = self.request("POST", f"/runs/{quote(run_id, safe='')}/redrive")
+        return result
+
+    def approve_callback(
+        self, token: str, *, data: Mapping[str, Any] | None = None, decision: Any = None
+    ) -> dict[str, Any]:
+        """``POST /callbacks/{token}``: resume the run waiting for it, ``data`` merged into its state."""
+        body: dict[str, Any] = {}
+        if data is not None:
+            body["data"] = dict(data)
+        if decision is not None:
+            body["decision"] = decision
+        result: dict[str, Any] = self.request(
+            "POST", f"/callbacks/{quote(token, safe='')}", json_body=body or None
+        )
+        return result
+
+    def reject_callback(self, token: str, reason: str) -> dict[str, Any]:
+        """``POST /callbacks/{token}/fail``: the callback node fails with ``reason``."""
+        result: dict[str, Any] = self.request(
+            "POST", f"/callbacks/{quote(token, safe='')}/fail", json_body={"reason": reason}
+        )
+        return result
+
     def list_tools(self) -> list[dict[str, Any]]:
         tools: list[dict[str, Any]] = self.request("GET", "/tools")["tools"]
         return tools
@@ -419,16 +446,34 @@ class LogFollower:
         self.last_seq = self.after
         self._buffer = ReorderBuffer(self.after)
         self._failures = 0
-        self._ended = False
+        self._over = False
         self._deadline = None if self.timeout is None else self.clock() + self.timeout
+        self._ended: dict[int, bool] = {}
 
     def __iter__(self) -> Iterator[LogRecord]:
         source = self._stream() if self.client.ws_url else self._poll()
         for record in source:
             self.last_seq = record.seq
             yield record
-            if is_terminal(record):
+            if self._ends(record):
                 return
+
+    def _ends(self, record: LogRecord) -> bool:
+        """Whether ``record`` ends the run's log: a terminal record no ``run_redriven`` follows.
+
+        A redriven run's log goes on after its terminal record, so one is
+        checked once: by the page of the log it was read in (:meth:`_read_http`),
+        else by one read of the log after it (if that read fails, it ends the log).
+        """
+        if not is_terminal(record):
+            return False
+        if record.seq not in self._ended:
+            try:
+                later = self.client.logs(self.run_id, record.seq, 1).records
+            except UnreachableError:
+                later = []
+            self._ended[record.seq] = not later or later[0].type.value != "run_redriven"
+        return self._ended[record.seq]
 
     def _check_deadline(self) -> None:
         if self._deadline is not None and self.clock() >= self._deadline:
@@ -449,8 +494,14 @@ class LogFollower:
             self.http_reads += 1
             page = self.client.logs(self.run_id, self._buffer.last, LOG_PAGE)
             released = self._buffer.add(page.records, self.clock())
+            for at, found in enumerate(released):
+                if is_terminal(found) and found.seq not in self._ended:
+                    if at + 1 < len(released):
+                        self._ended[found.seq] = released[at + 1].type.value != "run_redriven"
+                    elif len(page.records) < LOG_PAGE:
+                        self._ended[found.seq] = True
             ready.extend(released)
-            if not released or any(is_terminal(r) for r in released):
+            if not released or any(self._ends(r) for r in released):
                 return ready
 
     def _stream(self) -> Iterator[LogRecord]:
@@ -503,7 +554,7 @@ class LogFollower:
                 ready = self._catch_up()
                 quiet_since = self.clock()
                 yield from ready
-                if any(is_terminal(r) for r in ready):
+                if any(self._ends(r) for r in ready):
                     return True
                 continue
             wake = quiet_since + self.idle_poll
@@ -518,7 +569,7 @@ class LogFollower:
             quiet_since = self.clock()
             ready = self._on_frame(raw)
             yield from ready
-            if self._ended or any(is_terminal(r) for r in ready):
+            if self._over or any(self._ends(r) for r in ready):
                 return True
 
     def _catch_up(self) -> list[LogRecord]:
@@ -546,9 +597,9 @@ class LogFollower:
         kind = frame.get("type")
         if kind == "subscribed":
             self._failures = 0
-            self._ended = self._run_over(frame)  # earlier servers put live_from in the ack
+            self._over = self._run_over(frame)  # earlier servers put live_from in the ack
         elif kind == "replayed":
-            self._ended = self._run_over(frame)
+            self._over = self._run_over(frame)
         elif kind == "error":
             code = str(frame.get("code", "error"))
             raise ApiError(404 if code.endswith("not_found") else 400, code, str(frame.get("message", "")))

@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.api import errors
 from functions.api.body import loads_json
-from functions.api.routes import dashboard, graphs, legacy, runs, tools
+from functions.api.routes import callbacks, dashboard, graphs, legacy, runs, tools
 from functions.shared.observability import logger, metrics, tracer
 
 TITLE = "graphflow"
@@ -43,6 +43,7 @@ app.configure_openapi(title=TITLE, version=API_VERSION, description=DESCRIPTION)
 errors.register(app)
 app.include_router(graphs.router)
 app.include_router(runs.router)
+app.include_router(callbacks.router)
 app.include_router(tools.router)
 app.include_router(legacy.router)
 app.include_router(dashboard.router)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.graph import Graph
 from engine.model import GraphRecord, LogRecord, Run, RunError, RunStatus, fanout_summary
+from engine.service import MAX_CALLBACK_DATA_BYTES
 
 
 class Schema(BaseModel):
@@ -109,6 +110,18 @@ class RunAccepted(Schema):
     graph_version: int
 
 
+class WaitingView(Schema):
+    """What a run at a wait or callback node waits for, since and until when (epoch seconds).
+
+    A callback's token is not here: it is in the run's log (the ``callback_waiting`` record).
+    """
+
+    kind: str = Field(description="`timer` (a wait node) or `callback`.", examples=["callback"])
+    node: str
+    since: float
+    until: float = Field(description="When the wait ends, or the callback times out.")
+
+
 class RunView(Schema):
     """A run as the API shows it: status, position, state, error and timestamps (epoch seconds)."""
 
@@ -130,18 +143,56 @@ class RunView(Schema):
         description="While the run is between a fan-out node and its join: the branches' progress "
         "(size, started, arrived, and where each running branch is).",
     )
+    waiting: WaitingView | None = Field(
+        default=None, description="While the run is at a wait or callback node: what it waits for."
+    )
+    redriven_at: float | None = Field(default=None, description="When the run was last redriven.")
 
     @classmethod
     def of(cls, run: Run, *, include_state: bool = True) -> RunView:
-        fields = run.model_dump(exclude={"subscribers", "state", "next_seq", "not_before", "fanout"})
+        fields = run.model_dump(
+            exclude={"subscribers", "state", "next_seq", "not_before", "fanout", "waiting", "callbacks"}
+        )
         fanout = fanout_summary(run.fanout) if run.fanout is not None else None
-        return cls(**fields, state=dict(run.state.items()) if include_state else None, fanout=fanout)
+        waiting = run.waiting
+        return cls(
+            **fields,
+            state=dict(run.state.items()) if include_state else None,
+            fanout=fanout,
+            waiting=WaitingView(
+                kind=waiting.kind, node=waiting.node, since=waiting.since, until=waiting.until
+            )
+            if waiting is not None
+            else None,
+        )
 
 
 class CancelRequest(Schema):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(default="cancelled by request", min_length=1, max_length=500)
+
+
+class CallbackApproval(Schema):
+    """Approve the callback a run waits for: ``data`` is merged into the run's state, ``decision`` (if any)
+    is written at state key ``decision``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Any = Field(default=None, description="Any JSON value, kept at state key `decision`.")
+    data: dict[str, Any] | None = Field(
+        default=None,
+        description="Merged into the run's state (as the node's update). With `decision`, at most "
+        f"{MAX_CALLBACK_DATA_BYTES} bytes as JSON (else 413).",
+    )
+
+
+class CallbackRejection(Schema):
+    """Reject the callback a run waits for: the node fails with ``CallbackRejected`` and this reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
 
 
 class LogsPage(Schema):
@@ -224,9 +275,11 @@ class DemoStarted(Schema):
 _ERROR_DESCRIPTIONS = {
     400: "Malformed or too deeply nested JSON, an invalid graph (`details.problems` lists every problem), "
     "an unusable value, or a path that is not UTF-8",
-    404: "Unknown graph or run",
+    404: "Unknown graph or run, or no run waits for this callback token",
     405: "The route has no such method (`Allow` lists those it has)",
-    409: "Conflict: the run already ended (or has not, to delete it), or the id is taken",
+    409: "Conflict: the run already ended (or has not, to delete it, or cannot be redriven), the id is "
+    "taken, or the callback token was used already",
+    410: "The callback timed out before it was used",
     413: "Request body, state or answer too large (see docs/limits.md)",
     415: "The body is not sent as `application/json`",
     422: "Request failed validation (`details.errors`)",

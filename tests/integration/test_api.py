@@ -54,6 +54,10 @@ SAMPLE_STATUSES = {
     "api_get_run": 404,
     "api_run_logs": 404,
     "api_cancel_run": 404,
+    "api_redrive_run": 404,
+    "api_list_runs": 200,
+    "api_approve_callback": 404,
+    "api_reject_callback": 404,
     "api_delete_graph": 404,
     "api_delete_run": 404,
     "api_list_tools": 200,
@@ -81,7 +85,7 @@ def test_sample_event_as_is_on_an_empty_deployment(api: Api, name: str) -> None:
     reply = api(name)
     assert reply.status == SAMPLE_STATUSES[name], reply.text
     if reply.status == 404:
-        assert reply.json()["code"] in ("graph_not_found", "run_not_found")
+        assert reply.json()["code"] in ("graph_not_found", "run_not_found", "callback_not_found")
         assert api.drain_queue() == []
         assert api.graph_ids() == []
 
@@ -500,11 +504,14 @@ def test_openapi_document(api: Api) -> None:
         "/graphs/validate": {"post"},
         "/graphs/{graph_id}": {"get", "put", "delete"},
         "/graphs/{graph_id}/diagram": {"get"},
-        "/runs": {"post"},
+        "/runs": {"get", "post"},
         "/runs/{run_id}": {"get", "delete"},
         "/runs/{run_id}/logs": {"get"},
         "/runs/{run_id}/state/{key}": {"get"},
         "/runs/{run_id}/cancel": {"post"},
+        "/runs/{run_id}/redrive": {"post"},
+        "/callbacks/{token}": {"post"},
+        "/callbacks/{token}/fail": {"post"},
         "/tools": {"get"},
         "/graph/create": {"post"},
         "/graph/run": {"post"},
@@ -558,7 +565,7 @@ def test_unknown_route_is_404(api: Api) -> None:
         reply = api("api_list_graphs", path=path, method=method)
         assert reply.status == 404
         assert reply.json() == {"code": "route_not_found", "message": f"no route for {method} {path}"}
-    for path, method, allowed in (("/graphs", "DELETE", "GET, POST"), ("/runs", "GET", "POST")):
+    for path, method, allowed in (("/graphs", "DELETE", "GET, POST"), ("/runs", "DELETE", "GET, POST")):
         reply = api("api_list_graphs", path=path, method=method)
         assert reply.status == 405
         assert reply.json()["code"] == "method_not_allowed"

@@ -3,8 +3,9 @@
 The graph and the run the events name (``GRAPH_ID``, ``RUN_ID``) are stored on moto first,
 the run at its first step, so that every event meets what it refers to. The cases run in
 the order of :data:`CASES`: the step event advances the seeded run before it is read, the
-DLQ event, now stale, leaves it running, the cancel event cancels it, and the delete events
-remove it and its graph.
+DLQ event, now stale, leaves it running, the callback events find it waiting for no callback
+(404), the cancel event cancels it, the redrive event is refused for it (409: only a failed or
+timed-out run is redriven), and the delete events remove it and its graph.
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ CASES: list[tuple[str, str, Check]] = [
     ("api_demo_run_data_quality", "ApiFunction", http(200)),
     ("step_sqs", "StepFunction", no_batch_failures(seeded_run_advanced)),
     ("api_get_run", "ApiFunction", http(200, lambda b: b["run_id"] == RUN_ID)),
+    ("api_list_runs", "ApiFunction", http(200, lambda b: isinstance(b["runs"], list))),
     ("api_run_logs", "ApiFunction", http(200)),
     ("api_legacy_graph_state", "ApiFunction", http(200)),
     ("api_legacy_execution", "ApiFunction", http(200)),
@@ -151,6 +153,8 @@ CASES: list[tuple[str, str, Check]] = [
     ("ws_unsubscribe", "WebSocketFunction", ws(200)),
     ("ws_disconnect", "WebSocketFunction", ws(200)),
     ("dlq_sqs", "DeadLetterFunction", no_batch_failures(seeded_run_still_running)),
+    ("api_approve_callback", "ApiFunction", http(404, lambda b: b["code"] == "callback_not_found")),
+    ("api_reject_callback", "ApiFunction", http(404, lambda b: b["code"] == "callback_not_found")),
     ("trigger_upload", "TriggerFunction", lambda answer, _: answer["started"] is True or pytest.fail(answer)),
     # The seeded graph declares no triggers: a schedule of its trigger 0 is stale and starts nothing.
     (
@@ -159,6 +163,7 @@ CASES: list[tuple[str, str, Check]] = [
         lambda answer, _: answer == {"started": False, "reason": "trigger_removed"} or pytest.fail(answer),
     ),
     ("api_cancel_run", "ApiFunction", http(200, lambda b: b["status"] == "CANCELLED")),
+    ("api_redrive_run", "ApiFunction", http(409, lambda b: b["code"] == "run_not_redrivable")),
     ("api_delete_run", "ApiFunction", http_status(204)),
     ("api_delete_graph", "ApiFunction", http_status(204)),
 ]

@@ -183,7 +183,7 @@ class TestFollow:
         follower = server.follow()
         assert seqs(follower) == [0, 1, 2, 3, 4]
         assert server.connections[0].sent == [{"action": "subscribe", "run_id": RUN, "after": -1}]
-        assert server.log_requests == []
+        assert server.log_requests == [{"after": "4", "limit": "1"}], "only: does a redrive follow the end?"
         assert server.connections[0].closed
 
     def test_duplicates_between_backlog_and_live_frames_are_yielded_once(self) -> None:
@@ -219,7 +219,7 @@ class TestFollow:
         assert follower.connections == 2
         assert server.connections[1].sent == [{"action": "subscribe", "run_id": RUN, "after": 1}]
         assert server.clock.sleeps and server.clock.sleeps[0] <= 0.2
-        assert server.log_requests == []
+        assert server.log_requests == [{"after": "4", "limit": "1"}]
 
     def test_reconnection_backs_off_and_gives_up_after_max_failures(self) -> None:
         server = FakeServer(log_of(3))
@@ -270,6 +270,32 @@ class TestFollow:
     def test_following_stops_at_the_terminal_record(self) -> None:
         log = [*log_of(3, last="run_cancelled"), record(3)]
         assert seqs(FakeServer(log).follow(ws=False)) == [0, 1, 2]
+
+    @staticmethod
+    def redriven_log() -> list[LogRecord]:
+        """Failed at seq 2, redriven at 3, succeeded at 5."""
+        return [
+            *log_of(3, last="run_failed"),
+            record(3, "run_redriven"),
+            record(4),
+            record(5, "run_succeeded"),
+        ]
+
+    def test_a_redriven_runs_log_is_followed_past_its_first_end_over_the_websocket(self) -> None:
+        log = self.redriven_log()
+        server = FakeServer(log, [subscribed(), records_frame(*log[:3]), records_frame(*log[3:])])
+        assert seqs(server.follow()) == [0, 1, 2, 3, 4, 5]
+        assert [r["after"] for r in server.log_requests] == ["2", "5"]
+
+    def test_a_redriven_runs_log_is_followed_past_its_first_end_over_http(self) -> None:
+        server = FakeServer(self.redriven_log())
+        assert seqs(server.follow(ws=False)) == [0, 1, 2, 3, 4, 5]
+        assert [r["after"] for r in server.log_requests] == ["-1"], "the page shows what follows each end"
+
+    def test_a_failed_run_not_redriven_is_followed_to_its_failure(self) -> None:
+        log = self.redriven_log()[:3]
+        server = FakeServer(log, [subscribed(), records_frame(*log)])
+        assert seqs(server.follow()) == [0, 1, 2]
 
 
 class TestHttp:

@@ -1,4 +1,5 @@
-"""``/runs``: start runs (queued, or executed in the request with ``wait``), read them, their logs, cancel, delete."""
+"""``/runs``: start runs (queued, or executed in the request with ``wait``), read them, their logs, cancel,
+redrive, delete."""
 
 from __future__ import annotations
 
@@ -84,8 +85,8 @@ def response_size(body: str) -> int:
     return len(json.dumps(body))
 
 
-def finished_view(run: Run) -> dict[str, Any]:
-    """The run as ``wait`` answers it; without its state if that would not fit one response."""
+def view_within_limit(run: Run) -> dict[str, Any]:
+    """The run as ``wait``, redrive and callbacks answer it; without its state if that would not fit one response."""
     view = RunView.of(run)
     if response_size(view.model_dump_json()) > limits.MAX_RESPONSE_BYTES:
         view = RunView.of(run, include_state=False)
@@ -123,7 +124,7 @@ def start_run(request: Annotated[RunRequest, Body()]) -> Response[Any]:
             return Response(
                 status_code=HTTPStatus.OK,
                 content_type=content_types.APPLICATION_JSON,
-                body=finished_view(run),
+                body=view_within_limit(run),
                 headers={"Location": f"/runs/{run.run_id}"},
             )
         return accepted(run)
@@ -241,6 +242,29 @@ def cancel_run(
     run = wiring.service().cancel(run_id, reason, owner=owner(router))
     logger.info("run cancelled", extra={"reason": reason})
     return RunView.of(run)
+
+
+@router.post(
+    "/runs/<run_id>/redrive",
+    summary="Redrive a run",
+    description="Takes a FAILED or TIMED_OUT run back to the node that failed (a node inside a branch: its "
+    "fan-out node), with its last committed state, and queues it: the same run id, its log going on after a "
+    "`run_redriven` record, its `timeout_seconds` counted from now. 409 `run_not_redrivable` for a run in "
+    "any other state, or whose graph version was deleted.",
+    tags=["runs"],
+    responses={**ok(202, "Accepted: the run goes on in the background", RunView), **errors(404, 409)},
+)
+def redrive_run(run_id: RunId) -> Response[Any]:
+    bind_run(run_id)
+    run = wiring.service().redrive(run_id, owner=owner(router))
+    metrics.add_metric(name="RunsRedriven", unit=MetricUnit.Count, value=1)
+    logger.info("run redriven", extra={"node": run.current_node, "attempt": run.attempt})
+    return Response(
+        status_code=HTTPStatus.ACCEPTED,
+        content_type=content_types.APPLICATION_JSON,
+        body=view_within_limit(run),
+        headers={"Location": f"/runs/{run.run_id}"},
+    )
 
 
 @router.delete(
