@@ -330,7 +330,7 @@ function runView(runId) {
         await api(`/callbacks/${encodeURIComponent(token)}`, { method: "POST", body: { decision: "approve", data } });
         toast("approved");
       } else {
-        await api(`/callbacks/${encodeURIComponent(token)}/fail`, { method: "POST", body: { message: reason || "rejected in the dashboard" } });
+        await api(`/callbacks/${encodeURIComponent(token)}/fail`, { method: "POST", body: { reason: reason || "rejected in the dashboard" } });
         toast("rejected");
       }
       refreshView();
