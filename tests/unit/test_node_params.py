@@ -82,3 +82,19 @@ def test_params_that_are_not_small_json_are_refused_naming_the_node(
     text = str(caught.value.problems)
     assert problem in text
     assert "nodes.a" in text
+
+
+def test_the_data_quality_graph_takes_its_thresholds_from_params_unless_the_state_names_them() -> None:
+    from engine.graphs import load_graph_json
+    from engine.registry import REGISTRY
+
+    d = InProcessDriver(REGISTRY)
+    definition = load_graph_json("data_quality")
+    definition["nodes"]["initialize"]["params"] = {"target_score": 0.5, "max_iterations": 1}
+    graph = d.service.create_graph(definition)
+
+    by_params = d.run(graph.graph_id, {"records": 50, "seed": 3})
+    by_state = d.run(graph.graph_id, {"records": 50, "seed": 3, "target_score": 0.99, "max_iterations": 2})
+
+    assert (by_params.state["target_score"], by_params.state["max_iterations"]) == (0.5, 1)
+    assert (by_state.state["target_score"], by_state.state["max_iterations"]) == (0.99, 2)

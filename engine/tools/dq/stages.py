@@ -66,10 +66,10 @@ def integer_setting(state: State, key: str, default: int, low: int, high: int) -
     return value
 
 
-def _score_setting(state: State) -> float:
-    value = state.get("target_score", DEFAULT_TARGET_SCORE)
+def _score_setting(state: State, default: float = DEFAULT_TARGET_SCORE) -> float:
+    value = state.get("target_score", default)
     if value is None:
-        value = DEFAULT_TARGET_SCORE
+        value = default
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise ValueError(f"target_score must be a number from 0 to 1, got {value!r}")
     return float(value)
@@ -126,11 +126,22 @@ def _assess(state: State) -> _Assessment:
 
 @tool("dq.initialize", description="Make a synthetic customer dataset with injected problems")
 def initialize(state: State, ctx: ToolContext) -> State:
-    """Generate ``records`` rows from ``seed`` and record the baseline score as iteration 0."""
+    """Generate ``records`` rows from ``seed`` and record the baseline score as iteration 0.
+
+    ``target_score`` and ``max_iterations`` come from the state if it has them,
+    else from the node's ``params`` (the graph's thresholds), else the defaults.
+    """
+    params = ctx.params if isinstance(ctx.params, dict) else {}
     records = integer_setting(state, "records", DEFAULT_RECORDS, 1, MAX_RECORDS)
     seed = integer_setting(state, "seed", DEFAULT_SEED, -(2**63), 2**63 - 1)
-    target = _score_setting(state)
-    max_iterations = integer_setting(state, "max_iterations", DEFAULT_MAX_ITERATIONS, 1, MAX_ITERATIONS_CAP)
+    target = _score_setting(state, _score_setting(params))
+    max_iterations = integer_setting(
+        state,
+        "max_iterations",
+        integer_setting(params, "max_iterations", DEFAULT_MAX_ITERATIONS, 1, MAX_ITERATIONS_CAP),
+        1,
+        MAX_ITERATIONS_CAP,
+    )
     rows, injected = generate(records, seed)
     results = run_checks(rows)
     score = _score(rows, results, 0)
