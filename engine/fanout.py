@@ -45,6 +45,7 @@ from engine.step import (
     _fail,
     _Log,
     _Rejected,
+    take_catch,
 )
 
 __all__ = ["branch_message", "branch_view", "decide_branch", "fan_out", "running_messages"]
@@ -451,16 +452,5 @@ def _branch_failed(
     catch = compiled.graph.nodes[fanout.node].catch
     if catch is None:
         return _fail(run, log, error)
-    log.add(
-        LogType.EDGE_TAKEN,
-        f"{fanout.node} -> {catch} (catch: branch {name} failed)",
-        node=fanout.node,
-        data={"to": catch, "catch": True, "branch": name},
-    )
-    if run.step + 1 >= compiled.graph.max_steps:
-        limit = RunError(type="MaxStepsExceeded", message=f"run reached max_steps={compiled.graph.max_steps}")
-        return _fail(run, log, limit)
-    changes = RunChanges.advance(
-        run, to=catch, next_seq=log.next_seq, now=log.now, updates={"error": error.model_dump()}
-    )
-    return StepOutcome(changes, log.records, StepMessage(run_id=run.run_id, step=run.step + 1))
+    why = f"{fanout.node} -> {catch} (catch: branch {name} failed)"
+    return take_catch(compiled, run, log, fanout.node, catch, error, why, branch=name)

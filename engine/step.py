@@ -425,20 +425,30 @@ def _after_failure(
         )
         return StepOutcome(changes, log.records, message_)
     if node.catch is not None:
-        updates = {"error": error.model_dump()}
-        log.add(
-            LogType.EDGE_TAKEN,
-            f"{node_name} -> {node.catch} (catch after {run.attempt} attempt(s))",
-            node=node_name,
-            data={"to": node.catch, "catch": True},
-        )
-        if run.step + 1 >= compiled.graph.max_steps:
-            limit = RunError(
-                type="MaxStepsExceeded",
-                message=f"run reached max_steps={compiled.graph.max_steps}",
-                node=node_name,
-            )
-            return _fail(run, log, limit, updates=updates)
-        changes = RunChanges.advance(run, to=node.catch, next_seq=log.next_seq, now=now, updates=updates)
-        return StepOutcome(changes, log.records, StepMessage(run_id=run.run_id, step=run.step + 1))
+        why = f"{node_name} -> {node.catch} (catch after {run.attempt} attempt(s))"
+        return take_catch(compiled, run, log, node_name, node.catch, error, why)
     return _fail(run, log, error)
+
+
+def take_catch(
+    compiled: CompiledGraph,
+    run: Run,
+    log: _Log,
+    node_name: str,
+    catch: str,
+    error: RunError,
+    why: str,
+    **data: Any,
+) -> StepOutcome:
+    """The run leaves ``node_name`` for its ``catch`` node with ``error`` in the state (``max_steps`` permitting)."""
+    updates = {"error": error.model_dump()}
+    log.add(LogType.EDGE_TAKEN, why, node=node_name, data={"to": catch, "catch": True, **data})
+    if run.step + 1 >= compiled.graph.max_steps:
+        limit = RunError(
+            type="MaxStepsExceeded",
+            message=f"run reached max_steps={compiled.graph.max_steps}",
+            node=node_name,
+        )
+        return _fail(run, log, limit, updates=updates)
+    changes = RunChanges.advance(run, to=catch, next_seq=log.next_seq, now=log.now, updates=updates)
+    return StepOutcome(changes, log.records, StepMessage(run_id=run.run_id, step=run.step + 1))

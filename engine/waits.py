@@ -46,7 +46,17 @@ from engine.model import (
     StepMessage,
     Waiting,
 )
-from engine.step import CompiledGraph, Raised, Returned, StepOutcome, _fail, _Log, decide, run_timed_out
+from engine.step import (
+    CompiledGraph,
+    Raised,
+    Returned,
+    StepOutcome,
+    _fail,
+    _Log,
+    decide,
+    run_timed_out,
+    take_catch,
+)
 
 __all__ = [
     "digest_of",
@@ -238,22 +248,8 @@ def woken(compiled: CompiledGraph, run: Run, now: float) -> StepOutcome:
     if spec.catch is None:
         outcome = _fail(run, log, error)
     else:
-        log.add(
-            LogType.EDGE_TAKEN,
-            f"{waiting.node} -> {spec.catch} (the callback timed out)",
-            node=waiting.node,
-            data={"to": spec.catch, "catch": True},
-        )
-        if run.step + 1 >= compiled.graph.max_steps:
-            limit = RunError(
-                type="MaxStepsExceeded", message=f"run reached max_steps={compiled.graph.max_steps}"
-            )
-            outcome = _fail(run, log, limit)
-        else:
-            changes = RunChanges.advance(
-                run, to=spec.catch, next_seq=log.next_seq, now=now, updates={"error": error.model_dump()}
-            )
-            outcome = StepOutcome(changes, log.records, StepMessage(run_id=run.run_id, step=run.step + 1))
+        why = f"{waiting.node} -> {spec.catch} (the callback timed out)"
+        outcome = take_catch(compiled, run, log, waiting.node, spec.catch, error, why)
     outcome.changes.callbacks = closed
     return outcome
 
