@@ -236,7 +236,16 @@ class Run(BaseModel):
 
     def summary(self) -> dict[str, Any]:
         """The run without its state: what lists and status lines show."""
-        out = self.model_dump(mode="json", exclude={"state", "subscribers", "fanout", "callbacks"})
+        out = self.model_dump(
+            mode="json",
+            exclude={
+                "state": True,
+                "subscribers": True,
+                "fanout": True,
+                "callbacks": True,
+                "waiting": {"digest"},
+            },
+        )
         if self.fanout is not None:
             out["fanout"] = fanout_summary(self.fanout)
         return out
