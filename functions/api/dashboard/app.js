@@ -302,9 +302,12 @@ function runView(runId) {
     const waiting = openCallback();
     if (!waiting || !waiting.data || !waiting.data.token) {
       clear(callbackBox);
+      delete callbackBox.dataset.token;
       return;
     }
     const token = waiting.data.token;
+    if (callbackBox.dataset.token === token) return; // keep what the user is typing into the open form
+    callbackBox.dataset.token = token;
     const data = h("textarea", { id: "callback-data", rows: 3, spellcheck: "false", "aria-label": "Data to merge into the state (JSON)" }, "{}");
     const reason = h("input", { id: "callback-reason", placeholder: "why (for reject)", "aria-label": "Reason for rejecting" });
     clear(callbackBox, h("div", { class: "callback-box" },
