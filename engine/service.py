@@ -49,7 +49,6 @@ from engine.fanout import branch_message, branch_view, decide_branch, running_me
 from engine.graph import Graph
 from engine.limits import MAX_STATE_DEPTH, check_state, json_depth, state_bytes, updated_state_bytes
 from engine.model import (
-    CALLBACK_HISTORY,
     DeliveryNote,
     DeliveryProblem,
     GraphRecord,
@@ -67,7 +66,15 @@ from engine.runner import IN_PROCESS, ForkRunner, ToolRunner
 from engine.step import Clock, CompiledGraph, StepOutcome, json_problem, needs_draw, run_timed_out
 from engine.triggers import TriggerEvent
 from engine.validation import validate_graph
-from engine.waits import digest_of, redrive, resolved, start_callback, start_wait, wake_message
+from engine.waits import (
+    closed_callbacks,
+    digest_of,
+    redrive,
+    resolved,
+    start_callback,
+    start_wait,
+    wake_message,
+)
 from engine.waits import woken as woken_outcome
 
 PublishErrorHook = Callable[[Run, Exception], None]
@@ -826,9 +833,7 @@ class WorkflowService:
             if self.clock() >= deadline:
                 break
         if not run.status.terminal:
-            self.queue.send(
-                StepMessage(run_id=run.run_id, step=run.step, attempt=run.attempt, not_before=run.not_before)
-            )
+            self.queue.send(self._current_message(run))
         return run
 
     def _branches_inline(self, run: Run, deadline: float, sleep: Callable[[float], None]) -> Run:
@@ -863,9 +868,7 @@ class WorkflowService:
 
     def _resume(self, run: Run) -> Run:
         if not run.status.terminal:
-            self.queue.send(
-                StepMessage(run_id=run.run_id, step=run.step, attempt=run.attempt, not_before=run.not_before)
-            )
+            self.queue.send(self._current_message(run))
         return run
 
     def cancel(self, run_id: str, reason: str = "cancelled by request", *, owner: str = LOCAL_OWNER) -> Run:
@@ -913,9 +916,8 @@ class WorkflowService:
         changes = RunChanges.fail(run, error=error, next_seq=run.next_seq + 1, now=now, status=status)
         waiting = run.waiting
         if waiting is not None and waiting.digest is not None:
-            closed = dict(list(run.callbacks.items())[-(CALLBACK_HISTORY - 1) :])
-            closed[waiting.digest] = "cancelled" if status is RunStatus.CANCELLED else "expired"
-            changes.callbacks = closed
+            how = "cancelled" if status is RunStatus.CANCELLED else "expired"
+            changes.callbacks = closed_callbacks(run, waiting.digest, how)
         committed = self.runs.commit(run, changes, [record])
         if waiting is not None:
             self._cancel_timer(wake_message(run_id, waiting))

@@ -59,6 +59,7 @@ from engine.step import (
 )
 
 __all__ = [
+    "closed_callbacks",
     "digest_of",
     "redrive",
     "resolved",
@@ -206,7 +207,8 @@ def start_callback(compiled: CompiledGraph, run: Run, now: float, token: str, se
     return StepOutcome(changes, log.records, wake_message(run.run_id, waiting))
 
 
-def _closed(run: Run, digest: str, how: str) -> dict[str, str]:
+def closed_callbacks(run: Run, digest: str, how: str) -> dict[str, str]:
+    """The run's closed callback tokens with ``digest`` closed as ``how``, the oldest dropped past :data:`CALLBACK_HISTORY`."""
     kept = dict(list(run.callbacks.items())[-(CALLBACK_HISTORY - 1) :])
     kept[digest] = how
     return kept
@@ -223,7 +225,7 @@ def woken(compiled: CompiledGraph, run: Run, now: float) -> StepOutcome:
         )
         outcome = _fail(run, _Log(run, now), error, RunStatus.TIMED_OUT)
         if waiting.digest is not None:
-            outcome.changes.callbacks = _closed(run, waiting.digest, "expired")
+            outcome.changes.callbacks = closed_callbacks(run, waiting.digest, "expired")
         return outcome
     if waiting.kind == "timer":
         return decide(
@@ -237,7 +239,7 @@ def woken(compiled: CompiledGraph, run: Run, now: float) -> StepOutcome:
         message=f"no callback came within {spec.timeout_seconds:g}s",
         node=waiting.node,
     )
-    closed = _closed(run, waiting.digest or "", "expired")
+    closed = closed_callbacks(run, waiting.digest or "", "expired")
     log.add(
         LogType.STEP_FAILED,
         f"{waiting.node} failed: {error.type}: {error.message}",
@@ -297,7 +299,9 @@ def resolved(
         duration_ms=(now - waiting.since) * 1000,
         announce=False,
     )
-    outcome.changes.callbacks = _closed(run, waiting.digest or "", "approved" if approved else "rejected")
+    outcome.changes.callbacks = closed_callbacks(
+        run, waiting.digest or "", "approved" if approved else "rejected"
+    )
     return StepOutcome(
         outcome.changes, received.records + outcome.records, outcome.next_message, outcome.more
     )
