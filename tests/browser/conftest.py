@@ -18,11 +18,12 @@ import httpx
 import pytest
 
 from local.stack import LocalStack
-from tests.e2e.conftest import signer, tool_modules
+from tests.e2e.conftest import signer, stack
+
+__all__ = ["stack"]  # the e2e stack fixture, shared
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".artifacts" / "browser"
-VISIBILITY_TIMEOUT = 2
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,19 +32,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
             if not CHROMIUM.exists():
                 item.add_marker(pytest.mark.skip(reason=f"no {CHROMIUM} (apt-get install chromium)"))
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with LocalStack(
-        port=0,
-        moto_port=0,
-        workers=4,
-        visibility_timeout=VISIBILITY_TIMEOUT,
-        tool_modules=tool_modules(),
-        log_level="WARNING",
-    ) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

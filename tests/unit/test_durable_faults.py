@@ -44,6 +44,7 @@ from engine.memory import InMemoryGraphStore, InMemoryRunStore, InMemoryTimers
 from engine.model import LogRecord, LogType, Run, RunStatus, StepMessage
 from engine.registry import ToolContext, ToolRegistry
 from engine.service import StepDisposition, WorkflowService
+from tests.support.fifo import Entry, FifoQueue
 
 VISIBILITY_SECONDS = 30.0
 MAX_DELIVERIES = 2000
@@ -68,45 +69,6 @@ class Armed:
 
 
 # the queue, the timers, the store
-
-
-@dataclass
-class Entry:
-    message: StepMessage
-    visible_at: float
-    in_flight: bool = False
-
-
-class FifoQueue:
-    def __init__(self, clock: FakeClock, armed: Armed) -> None:
-        self.clock = clock
-        self.armed = armed
-        self.groups: dict[str, list[Entry]] = {}
-
-    def send(self, message: StepMessage) -> None:
-        die_if_armed(self.armed)
-        group = self.groups.setdefault(message.group, [])
-        if any(e.message.dedup_id == message.dedup_id for e in group):
-            return
-        group.append(Entry(message, visible_at=self.clock.now))
-
-    def heads(self) -> list[Entry]:
-        out = []
-        for name in sorted(self.groups):
-            group = self.groups[name]
-            if group and not group[0].in_flight and group[0].visible_at <= self.clock.now:
-                out.append(group[0])
-        return out
-
-    def next_visible(self) -> float | None:
-        times = [g[0].visible_at for g in self.groups.values() if g and not g[0].in_flight]
-        return min(times) if times else None
-
-    def delete(self, entry: Entry) -> None:
-        self.groups[entry.message.group].remove(entry)
-
-    def __len__(self) -> int:
-        return sum(len(g) for g in self.groups.values())
 
 
 def die_if_armed(armed: Armed) -> None:
@@ -196,7 +158,7 @@ class FaultDriver:
         self.clock = FakeClock()
         self.armed = Armed()
         self.broken = set(scenario.broken)
-        self.queue = FifoQueue(self.clock, self.armed)
+        self.queue = FifoQueue(self.clock, lambda: die_if_armed(self.armed))
         self.timers = FaultyTimers(self.queue, self.armed)
         self.runs = FaultyRuns(InMemoryRunStore(), self.armed)
         self.service = WorkflowService(

@@ -46,6 +46,7 @@ from engine.model import LogRecord, Run, RunStatus, StepMessage
 from engine.ports import GraphStore, RunStore
 from engine.registry import ToolContext, ToolRegistry
 from engine.service import StepDisposition, WorkflowService
+from tests.support.fifo import Entry, FifoQueue
 from tests.support.moto_env import REGION, moto_account
 
 VISIBILITY_SECONDS = 30.0
@@ -121,48 +122,17 @@ def tools(armed: Armed) -> ToolRegistry:
 # the queue and the driver
 
 
-@dataclass
-class Entry:
-    message: StepMessage
-    visible_at: float
-    in_flight: bool = False
+def crash_at_armed_send(armed: Armed) -> Callable[[], None]:
+    """The queue's send hook: die at the send ``armed.sends_before_crash`` counts down to."""
 
-
-class FifoQueue:
-    def __init__(self, clock: FakeClock, armed: Armed) -> None:
-        self.clock = clock
-        self.armed = armed
-        self.groups: dict[str, list[Entry]] = {}
-
-    def send(self, message: StepMessage) -> None:
-        if self.armed.sends_before_crash is not None:
-            if self.armed.sends_before_crash == 0:
-                self.armed.sends_before_crash = None
+    def before_send() -> None:
+        if armed.sends_before_crash is not None:
+            if armed.sends_before_crash == 0:
+                armed.sends_before_crash = None
                 raise Crash("died while sending")
-            self.armed.sends_before_crash -= 1
-        group = self.groups.setdefault(message.group, [])
-        if any(e.message.dedup_id == message.dedup_id for e in group):
-            return
-        group.append(Entry(message, visible_at=self.clock.now))
+            armed.sends_before_crash -= 1
 
-    def heads(self) -> list[Entry]:
-        """The messages a receive may return now: each group's first, unless in flight or hidden."""
-        out = []
-        for name in sorted(self.groups):
-            group = self.groups[name]
-            if group and not group[0].in_flight and group[0].visible_at <= self.clock.now:
-                out.append(group[0])
-        return out
-
-    def next_visible(self) -> float | None:
-        times = [g[0].visible_at for g in self.groups.values() if g and not g[0].in_flight]
-        return min(times) if times else None
-
-    def delete(self, entry: Entry) -> None:
-        self.groups[entry.message.group].remove(entry)
-
-    def __len__(self) -> int:
-        return sum(len(g) for g in self.groups.values())
+    return before_send
 
 
 class FaultyRuns:
@@ -207,7 +177,7 @@ class FaultDriver:
     ) -> None:
         self.clock = FakeClock()
         self.armed = armed
-        self.queue = FifoQueue(self.clock, armed)
+        self.queue = FifoQueue(self.clock, crash_at_armed_send(armed))
         self.service = WorkflowService(
             graphs=graphs or InMemoryGraphStore(),
             runs=FaultyRuns(runs or InMemoryRunStore(), armed),
